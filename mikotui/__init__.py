@@ -1,0 +1,7 @@
+"""mikotui: mail and notifications for a MikoPBX/Asterisk PBX.
+
+The core modules import neither Textual nor Rich; only `mikotui.app`,
+`mikotui.screens` and `mikotui.widgets` do (DESIGN §1).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from mikotui.cli import main
+
+sys.exit(main())

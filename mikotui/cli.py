@@ -1,0 +1,92 @@
+"""The argparse front: `mikotui [options]` starts the TUI, `mikotui COMMAND`
+runs one headless command. Exit codes are sysexits (DESIGN §3).
+
+Errors a person can act on reach them as one line, never a traceback; set
+MIKOTUI_DEBUG=1 to see the traceback of an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Subcommand modules under mikotui/commands, in --help order.
+COMMANDS = (
+    "notify", "preview", "test_email", "deliver", "queue", "config_cmd",
+    "sandbox", "asterisk_config", "mikopbx",
+)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $MIKOTUI_CONFIG or config/mikotui.toml)")
+    common.add_argument("--lang", choices=("en", "ru"), default=argparse.SUPPRESS,
+                        help="language of the UI and default texts")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="mikotui", parents=[common],
+        description="Mail and notifications for a MikoPBX/Asterisk PBX. "
+                    "Without a command: the terminal UI.",
+    )
+    parser.add_argument("--sandbox", action="store_true",
+                        help="TUI: send to a local capture server, not the real one")
+    parser.add_argument("--version", action="version", version="mikotui 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"mikotui.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mikotui.commands.{name}":
+                raise
+            continue  # not built yet
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.config = getattr(args, "config", None)
+    args.lang = getattr(args, "lang", None)
+    try:
+        if args.command is None:
+            return _run_tui(args)
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `mikotui preview ... | head`: the reader left, nothing to report.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a person gets a line, not a traceback
+        from mikotui.config import ConfigError
+
+        if isinstance(exc, ConfigError):
+            print(f"mikotui: config error: {exc}", file=sys.stderr)
+            return os.EX_CONFIG
+        if os.environ.get("MIKOTUI_DEBUG"):
+            raise
+        print(f"mikotui: internal error: {type(exc).__name__}: {exc} "
+              "(MIKOTUI_DEBUG=1 shows the details)", file=sys.stderr)
+        return os.EX_SOFTWARE
+
+
+def _run_tui(args: argparse.Namespace) -> int:
+    # The only place the TUI stack is imported (DESIGN §1).
+    try:
+        from mikotui.app import run
+    except ModuleNotFoundError as exc:
+        if exc.name != "mikotui.app":
+            raise
+        print("mikotui: the terminal UI is not built yet; try `mikotui preview missed`",
+              file=sys.stderr)
+        return os.EX_UNAVAILABLE
+    return run(args)

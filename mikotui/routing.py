@@ -1,0 +1,52 @@
+"""Who gets what (SPEC §4), from the [[employees]] cards and the addresses
+in the settings. Pure functions: the caller logs an empty result."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from mikotui.config import Settings
+
+
+def missed_call(settings: Settings, called: str) -> tuple[str, ...]:
+    """The called employee's card email, else the general missed-call
+    address, else nobody."""
+    employee = settings.employee(called.strip())
+    if employee and employee.email:
+        return (employee.email,)
+    if settings.missed_call.email:
+        return (settings.missed_call.email,)
+    return ()
+
+
+def voicemail(settings: Settings, missed_by: Iterable[str] = (),
+              mailbox: str | None = None) -> tuple[str, ...]:
+    """Every employee who missed the call (with an email), the mailbox's own
+    employee, and always the single voicemail address; no duplicates."""
+    extensions = [e.strip() for e in missed_by if e.strip()]
+    if mailbox:
+        extensions.append(mailbox.strip())
+    addresses = []
+    for ext in extensions:
+        employee = settings.employee(ext)
+        if employee and employee.email:
+            addresses.append(employee.email)
+    if settings.voicemail.email:
+        addresses.append(settings.voicemail.email)
+    return unique(addresses)
+
+
+def system(settings: Settings) -> tuple[str, ...]:
+    return unique([settings.notifications.admin_email])
+
+
+def unique(addresses: Iterable[str]) -> tuple[str, ...]:
+    """Drop empties and case-insensitive repeats, keeping the first spelling."""
+    seen: set[str] = set()
+    out = []
+    for a in addresses:
+        a = a.strip()
+        if a and a.lower() not in seen:
+            seen.add(a.lower())
+            out.append(a)
+    return tuple(out)

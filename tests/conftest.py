@@ -1,0 +1,71 @@
+"""Shared test helpers: run the real `mikotui` command, write configs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mikotui import config
+
+ROOT = Path(__file__).resolve().parent.parent
+# The fixtures shipped beside the project (CI has them too); a copy in
+# tests/fixtures wins when present.
+FIXTURES = next(
+    (p for p in (ROOT / "tests" / "fixtures", ROOT.parent / "shared" / "fixtures") if p.is_dir()),
+    ROOT / "tests" / "fixtures",
+)
+
+
+def mikotui_command() -> list[str]:
+    exe = shutil.which("mikotui", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "mikotui"]
+
+
+def run_cli(*args: str, input: bytes | str | None = None, env: dict | None = None,
+            timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `mikotui` as a user would; text output decoded."""
+    full_env = {**os.environ, "MIKOTUI_DEBUG": "", **(env or {})}
+    full_env.pop("MIKOTUI_CONFIG", None) if env is None or "MIKOTUI_CONFIG" not in env else None
+    if isinstance(input, str):
+        input = input.encode()
+    proc = subprocess.run(mikotui_command() + list(args), input=input, capture_output=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+    proc.stdout_text = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    proc.stderr_text = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> config.Settings:
+    """The shipped defaults with two employees and a spool under tmp_path."""
+    s = config.defaults("en")
+    return replace(
+        s,
+        spool=replace(s.spool, path=str(tmp_path / "spool")),
+        employees=(
+            config.Employee("201", "Smith James", "smith@mycompany.com"),
+            config.Employee("202", "Brown Brandon", ""),
+        ),
+        path=tmp_path / "mikotui.toml",
+    )
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """write_config(settings) -> path of a saved config file."""
+
+    def write(s: config.Settings, name: str = "mikotui.toml") -> Path:
+        return config.save(s, tmp_path / name)
+
+    return write
