@@ -19,9 +19,17 @@ COMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 64 (EX_USAGE) as sysexits says."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(os.EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every command takes, before or after its name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="config file (default: $MIKOTUI_CONFIG or config/mikotui.toml)")
     common.add_argument("--lang", choices=("en", "ru"), default=argparse.SUPPRESS,
@@ -31,7 +39,7 @@ def common_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mikotui", parents=[common],
         description="Mail and notifications for a MikoPBX/Asterisk PBX. "
                     "Without a command: the terminal UI.",

@@ -11,9 +11,10 @@ import dataclasses
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENCRYPTIONS = ("none", "starttls", "ssl")
 LANGUAGES = ("en", "ru")
@@ -68,7 +69,7 @@ class Smtp:
     timeout: float = 30
     allow_insecure_auth: bool = False
 
-    def endpoint(self) -> "Endpoint":
+    def endpoint(self) -> Endpoint:
         """Where and how we actually connect: `ssl://`/`tls://` and `:port` in
         the host override the separate fields, as MikoPBX users were told."""
         return parse_endpoint(self.host, self.port, self.encryption)

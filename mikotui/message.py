@@ -10,12 +10,12 @@ from __future__ import annotations
 import html as _html
 import re
 import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Iterable, Mapping
 
 from mikotui import i18n, templates
 from mikotui.config import Settings

@@ -3,7 +3,7 @@ in the settings. Pure functions: the caller logs an empty result."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from mikotui.config import Settings
 

@@ -30,12 +30,13 @@ def mikotui_command() -> list[str]:
 def run_cli(*args: str, input: bytes | str | None = None, env: dict | None = None,
             timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `mikotui` as a user would; text output decoded."""
-    full_env = {**os.environ, "MIKOTUI_DEBUG": "", **(env or {})}
-    full_env.pop("MIKOTUI_CONFIG", None) if env is None or "MIKOTUI_CONFIG" not in env else None
+    # The caller's environment must not pick the config: only `env` may.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MIKOTUI_CONFIG", "MIKOTUI_DEBUG")}
+    full_env = {**inherited, **(env or {})}
     if isinstance(input, str):
         input = input.encode()
     proc = subprocess.run(mikotui_command() + list(args), input=input, capture_output=True,
-                          env=full_env, timeout=timeout, cwd=cwd)
+                          env=full_env, timeout=timeout, cwd=cwd, check=False)
     proc.stdout_text = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
     proc.stderr_text = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
     return proc

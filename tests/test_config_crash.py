@@ -1,0 +1,54 @@
+"""A crash at any point of `save` leaves the old file or the new one, never a
+torn one: a subprocess saves in a loop and is killed with SIGKILL at random
+moments."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mikotui import config
+
+SAVER = r"""
+import sys
+from dataclasses import replace
+from pathlib import Path
+from mikotui import config
+path = Path(sys.argv[1])
+base = config.defaults()
+# Two versions, large enough that a write takes more than one syscall's luck.
+versions = [replace(base, missed_call=replace(base.missed_call, body=ch * 200_000))
+            for ch in "AB"]
+print("ready", flush=True)
+i = 0
+while True:
+    config.save(versions[i % 2], path)
+    i += 1
+"""
+
+
+def test_killed_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
+    path = tmp_path / "mikotui.toml"
+    config.save(config.defaults(), path)
+    allowed = {"A" * 200_000, "B" * 200_000, config.defaults().missed_call.body}
+    rng = random.Random(7)
+    seen = set()
+    for _ in range(30):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)],
+                                stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0, 0.05))  # a random moment in the save loop, not a sync
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        body = config.load(path).missed_call.body
+        assert body in allowed
+        seen.add(body[:1])
+        backup = path.with_name(path.name + ".bak")
+        if backup.exists():
+            assert config.load(backup).missed_call.body in allowed
+    # The kills landed while saves were going on, not only before the first one.
+    assert seen & {"A", "B"}
