@@ -69,6 +69,13 @@ STRINGS: dict[str, dict[str, str]] = {
         ),
         "attachment.missing": "No recording was attached to this voicemail.",
         "system.subject_prefix": "PBX alert",
+        "alert.subject": "PBX alert: a {kind} notification could not be delivered",
+        "alert.body": (
+            "A notification was given up on and kept in the spool's failed/ folder.\n\n"
+            "Id: {id}\nKind: {kind}\nSubject: {subject}\nNot delivered to: {recipients}\n"
+            "Reason: {reason}\nServer replies:\n{refused}\n\n"
+            "See it with `mikotui queue list`; send it again with `mikotui queue retry {id}`."
+        ),
     },
     "ru": {
         "test.subject": "Тест настроек SMTP",
@@ -83,6 +90,13 @@ STRINGS: dict[str, dict[str, str]] = {
         ),
         "attachment.missing": "К этому голосовому сообщению не приложена запись.",
         "system.subject_prefix": "Оповещение АТС",
+        "alert.subject": "Оповещение АТС: уведомление ({kind}) не доставлено",
+        "alert.body": (
+            "Уведомление не удалось доставить; оно сохранено в папке failed/ очереди.\n\n"
+            "Id: {id}\nТип: {kind}\nТема: {subject}\nНе доставлено: {recipients}\n"
+            "Причина: {reason}\nОтветы сервера:\n{refused}\n\n"
+            "Список: `mikotui queue list`; отправить снова: `mikotui queue retry {id}`."
+        ),
     },
 }
 
