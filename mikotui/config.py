@@ -432,6 +432,9 @@ def validate(settings: Settings) -> list[Problem]:
         add("smtp.timeout", f"must be more than 0 seconds, got {s.timeout}")
     if s.password and not s.username:
         add("smtp.password", "a password without a username is never used", "warning")
+    if s.password and _readable_by_others(settings.path):
+        add("smtp.password", f"{settings.path} holds a password and others can read it "
+            f"(chmod 600 {settings.path}, or save it from mikotui)", "warning")
     if s.encryption == "none" and s.username and not s.allow_insecure_auth:
         add("smtp.encryption", "login over an unencrypted connection is refused "
             "(set allow_insecure_auth = true to allow it)", "warning")
@@ -496,6 +499,13 @@ def validate(settings: Settings) -> list[Problem]:
 
 def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.level == "error"]
+
+
+def _readable_by_others(path: Path | None) -> bool:
+    try:
+        return bool(path and path.stat().st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def _has_control(text: str) -> bool:

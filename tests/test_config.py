@@ -191,6 +191,9 @@ def test_save_keeps_backup_and_is_private_with_a_password(tmp_path: Path) -> Non
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert config.load(path.with_name("c.toml.bak")) == s
     assert config.load(path).smtp.password == "hunter2"
+    assert "smtp.password" not in {p.key for p in config.validate(config.load(path))}
+    path.chmod(0o644)
+    assert "others can read it" in str({str(p) for p in config.validate(config.load(path))})
     config.save(s, path)  # the .bak now holds the password: it must be private too
     assert stat.S_IMODE(path.with_name("c.toml.bak").stat().st_mode) == 0o600
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
