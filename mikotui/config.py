@@ -579,17 +579,17 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
     try:
         if path.exists():
             bak = folder / f"{path.name}.bak"
-            # A hard link keeps the old file whole under .bak before the rename;
-            # the .bak of a secret file is as private as the file.
+            # A hard link keeps the old file whole under .bak before the rename.
+            # The old file may hold a password whatever the new one holds, so
+            # the backup is always private.
             bak_tmp = folder / f".{path.name}.bak.{os.getpid()}.tmp"
             try:
                 bak_tmp.unlink(missing_ok=True)
                 os.link(path, bak_tmp)
+                os.chmod(bak_tmp, 0o600)
                 os.replace(bak_tmp, bak)
             except OSError:
                 bak_tmp.unlink(missing_ok=True)
-            if secret:
-                os.chmod(bak, 0o600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
