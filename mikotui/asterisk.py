@@ -1,0 +1,228 @@
+"""The email Asterisk pipes to `mailcmd` (SPEC §5) -> a `VoicemailEvent`.
+
+Three body shapes are read, in this order: the MikoPBX JSON object (every
+`"` written as `%|%`), our `KEY=value`-per-line body (what `mikotui
+asterisk-config` prints), and Asterisk's stock text with its
+`X-Asterisk-CallerID*` headers. The recording is kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+
+from mikotui.message import Attachment, one_line
+
+MAX_INPUT = 50 * 1024 * 1024  # bigger stdin is refused before parsing
+
+# Every value the voicemail template can use, with what Asterisk also sends.
+VM_KEYS = ("VM_NAME", "VM_DUR", "VM_MSGNUM", "VM_CONTEXT", "VM_MAILBOX", "VM_CALLERID",
+           "VM_CIDNUM", "VM_CIDNAME", "VM_DATE", "VM_CATEGORY", "VM_FLAG")
+
+# The `emailbody` we hand Asterisk: one KEY=value per line (`\n` is how
+# voicemail.conf writes a newline). The caller's name goes last, so a name
+# holding a line break cannot fake a key read before it.
+BODY_KEYS = ("VM_MAILBOX", "VM_MSGNUM", "VM_DUR", "VM_DATE", "VM_CIDNUM", "VM_NAME",
+             "VM_CIDNAME", "VM_CALLERID")
+EMAILBODY = "\\n".join(f"{k}=${{{k}}}" for k in BODY_KEYS) + "\\n"
+EMAIL_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class VoicemailParseError(ValueError):
+    """Input that is not a voicemail email from Asterisk; says why."""
+
+
+@dataclass(frozen=True)
+class VoicemailEvent:
+    values: dict[str, str]  # the VM_* template parameters
+    mailbox: str
+    recording: Attachment | None
+    date: datetime | None
+
+    @property
+    def caller_num(self) -> str:
+        return self.values.get("VM_CALLER_NUM", "")
+
+    @property
+    def caller_name(self) -> str:
+        return self.values.get("VM_CALLER_NAME", "")
+
+
+def parse(raw: bytes) -> VoicemailEvent:
+    if len(raw) > MAX_INPUT:
+        raise VoicemailParseError(f"input of {len(raw)} bytes is over the "
+                                  f"{MAX_INPUT // (1024 * 1024)} MB limit")
+    msg = _read_email(raw)
+    text = _body_text(msg)
+    values = (_json_values(text) or _key_values(text) or _stock_values(msg, text))
+    if not values:
+        raise VoicemailParseError("no voicemail values in the body (neither the MikoPBX "
+                                  "JSON, KEY=value lines, nor Asterisk's default text)")
+    date = _date(msg)
+    values = _complete(values, msg, date)
+    return VoicemailEvent(values, values.get("VM_MAILBOX", ""), _recording(msg, values, date),
+                          date)
+
+
+# --- the email -----------------------------------------------------------------
+
+def _read_email(raw: bytes) -> EmailMessage:
+    if b"\x00" in raw[:65536]:
+        raise VoicemailParseError("binary data, not an email")
+    # Asterisk ends the mail with a lone "." line, as if talking SMTP.
+    raw = re.sub(rb"(?:\r?\n)\.\r?\n?\Z", b"\n", raw)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    if not isinstance(msg, EmailMessage) or msg.defects and not msg.keys():
+        raise VoicemailParseError("not an email: no headers")
+    if not msg.keys() or not (msg["From"] or msg["Date"] or msg["X-Asterisk-CallerID"]):
+        raise VoicemailParseError("not an email from Asterisk: no Date, From or "
+                                  "X-Asterisk-CallerID header")
+    return msg
+
+
+def _body_text(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("plain",))
+    if part is None:
+        return ""
+    try:
+        return str(part.get_content())
+    except (LookupError, ValueError):
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode("utf-8", "replace")
+
+
+def _date(msg: EmailMessage) -> datetime | None:
+    try:
+        return parsedate_to_datetime(str(msg["Date"])) if msg["Date"] else None
+    except (TypeError, ValueError):
+        return None
+
+
+# --- the three body shapes ---------------------------------------------------------
+
+_JSON_QUOTE = "%|%"
+
+
+def _json_values(text: str) -> dict[str, str]:
+    """MikoPBX: {%|%VM_NAME%|%:%|%user%|%,...%|%}. A value may itself hold a
+    real `"` (a quoted caller name), so split on the markers rather than
+    trusting json.loads; try json.loads first for a clean object."""
+    body = text.strip()
+    if not (body.startswith("{" + _JSON_QUOTE) and body.endswith(_JSON_QUOTE + "}")):
+        return {}
+    try:
+        data = json.loads(body.replace(_JSON_QUOTE, '"'))
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items() if str(k).startswith("VM_")}
+    except ValueError:
+        pass
+    inner = body[len("{" + _JSON_QUOTE):-len(_JSON_QUOTE + "}")]
+    out: dict[str, str] = {}
+    for pair in inner.split(f"{_JSON_QUOTE},{_JSON_QUOTE}"):
+        key, sep, value = pair.partition(f"{_JSON_QUOTE}:{_JSON_QUOTE}")
+        if sep and key.startswith("VM_"):
+            out.setdefault(key, value)
+    return out
+
+
+_KEY_LINE = re.compile(r"^(VM_[A-Z_]+)=(.*)$")
+
+
+def _key_values(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _KEY_LINE.match(line.strip("\r"))
+        if m and m.group(1) in VM_KEYS:
+            out.setdefault(m.group(1), m.group(2))
+    return out if len(out) >= 2 else {}
+
+
+_STOCK = re.compile(
+    r"Dear (?P<name>.*?):\s+Just wanted to let you know you were just left a "
+    r"(?P<dur>\S+) long message \(number (?P<msgnum>\d+)\)\s+in mailbox (?P<mailbox>\S+) "
+    r"from (?P<from>.*?), on (?P<date>.*?) so you might", re.S)
+
+
+def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:
+    m = _STOCK.search(text)
+    num = str(msg["X-Asterisk-CallerID"] or "").strip()
+    name = str(msg["X-Asterisk-CallerIDName"] or "").strip()
+    if not m and not num:
+        return {}
+    out: dict[str, str] = {}
+    if m:
+        out.update(VM_NAME=m.group("name"), VM_DUR=m.group("dur"),
+                   VM_MSGNUM=m.group("msgnum"), VM_MAILBOX=m.group("mailbox"),
+                   VM_DATE=" ".join(m.group("date").split()))
+        if not num and not name and m.group("from") != "an unknown caller":
+            name = m.group("from")
+    if num or name:
+        out["VM_CALLERID"] = f'"{name}" <{num}>' if name and num else (num or name)
+    if num:
+        out["VM_CIDNUM"] = num
+    if name:
+        out["VM_CIDNAME"] = name
+    if "VM_MAILBOX" not in out:
+        sm = re.search(r"mailbox (\S+)", str(msg["Subject"] or ""))
+        if sm:
+            out["VM_MAILBOX"] = sm.group(1)
+    return out
+
+
+# --- values --------------------------------------------------------------------
+
+_CALLERID = re.compile(r'^\s*(?:"(?P<q>(?:[^"\\]|\\.)*)"|(?P<n>[^<]*?))\s*<(?P<num>[^>]*)>\s*$')
+
+
+def split_callerid(callerid: str) -> tuple[str, str]:
+    """`"Name" <num>` / `Name <num>` / `num` -> (name, number)."""
+    callerid = one_line(callerid)
+    m = _CALLERID.match(callerid)
+    if m:
+        name = m.group("q") if m.group("q") is not None else (m.group("n") or "")
+        return one_line(name.replace('\\"', '"')), one_line(m.group("num"))
+    if re.fullmatch(r"[+\d*#\s()-]+", callerid):
+        return "", callerid.strip()
+    return callerid, ""
+
+
+def _complete(values: dict[str, str], msg: EmailMessage, date: datetime | None) -> dict[str, str]:
+    out = {k: one_line(str(v)) for k, v in values.items()}
+    name, num = split_callerid(out.get("VM_CALLERID", ""))
+    num = num or out.get("VM_CIDNUM", "")
+    name = name or out.get("VM_CIDNAME", "")
+    out["VM_CALLER_NAME"] = name
+    out["VM_CALLER_NUM"] = num
+    if not out.get("VM_CALLERID") and (name or num):
+        out["VM_CALLERID"] = f'"{name}" <{num}>' if name and num else (num or name)
+    if not out.get("VM_DATE") and date:
+        out["VM_DATE"] = date.strftime(EMAIL_DATE_FORMAT)
+    return out
+
+
+# --- the recording --------------------------------------------------------------
+
+def _recording(msg: EmailMessage, values: dict[str, str],
+               date: datetime | None) -> Attachment | None:
+    for part in msg.iter_attachments():
+        ctype = part.get_content_type()
+        filename = str(part.get_filename() or "")
+        if ctype.startswith("audio/") or filename.lower().endswith((".wav", ".gsm")):
+            data = part.get_payload(decode=True) or b""
+            return Attachment(recording_name(values, date), "audio/x-wav", data)
+    return None
+
+
+def recording_name(values: dict[str, str], date: datetime | None) -> str:
+    """voicemail-<date>-<caller>.wav; Asterisk's `.WAV` (GSM in a WAV box)
+    gets the same lower-case name, its bytes untouched."""
+    day = date.strftime("%Y-%m-%d") if date else "unknown-date"
+    caller = values.get("VM_CALLER_NUM") or values.get("VM_CALLER_NAME") or "unknown"
+    caller = re.sub(r"[^\w+.-]+", "_", caller, flags=re.ASCII).strip("_.") or "unknown"
+    return f"voicemail-{day}-{caller[:40]}.wav"

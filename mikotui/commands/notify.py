@@ -1,0 +1,162 @@
+"""mikotui notify missed|voicemail|system: what the PBX calls per event.
+
+The event is made durable in the spool before anything can fail, then (unless
+--queue-only) delivered at once; a server that is down leaves it queued and
+the command still exits 0. Only that delivery step imports asyncio/SMTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("notify", parents=[common], help="queue and send one notification",
+                       description="Queue a notification durably, then send it at once "
+                                   "(unless --queue-only). A server that is down leaves "
+                                   "it queued for `mikotui deliver`; exit 0 either way.")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    def kind(name: str, help: str) -> argparse.ArgumentParser:
+        k = kinds.add_parser(name, parents=[common], help=help, description=help)
+        k.add_argument("--queue-only", action="store_true",
+                       help="only queue it; `mikotui deliver` sends it")
+        k.set_defaults(handler=run)
+        return k
+
+    m = kind("missed", "a missed call: to the called employee, else the missed-call address")
+    m.add_argument("--caller", required=True, metavar="NUM", help="who called")
+    m.add_argument("--caller-name", default="", metavar="NAME",
+                   help="the caller's name (default: the employee card of NUM)")
+    m.add_argument("--called", required=True, metavar="EXT", help="the extension called")
+    m.add_argument("--called-name", default="", metavar="NAME",
+                   help="the callee's name (default: the employee card of EXT)")
+    m.add_argument("--duration", default="0", metavar="SEC", help="ringing time, seconds")
+    m.add_argument("--date", default="", metavar="'YYYY-MM-DD HH:MM:SS'",
+                   help="when the call was (default: now)")
+
+    v = kind("voicemail", "a voicemail: the email Asterisk pipes to mailcmd, on stdin")
+    v.add_argument("--missed-by", default="", metavar="EXT[,EXT...]",
+                   help="extensions that missed the call (each gets the voicemail)")
+
+    s = kind("system", "a system alert to the administrator")
+    s.add_argument("--subject", required=True, help="the subject line")
+    s.add_argument("--message", default=None, help="the text (default: read stdin)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mikotui import config, i18n, notify
+    from mikotui.spool import Spool, SpoolError
+
+    settings = config.load(config.resolve_path(args.config))
+    lang = i18n.language(args.lang, settings.ui.language)
+    settings = config.with_language(settings, lang)
+    spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
+    try:
+        spool.ensure()
+        if not settings.notifications.enabled:
+            notify.record(spool, kind=args.kind, event="dropped",
+                          reason="notifications are switched off")
+            return 0
+        if args.kind == "voicemail":
+            return _voicemail(args, settings, spool, lang)
+        prepared = _prepare(args, settings)
+        if prepared is None:
+            return os.EX_USAGE
+        if not prepared.recipients:
+            notify.record(spool, kind=args.kind, event="dropped",
+                          reason="nobody to send it to (no employee email, no general address)")
+            return 0
+        if args.queue_only:
+            entry = spool.enqueue(prepared.meta(), prepared.data)
+            notify.record(spool, id=entry.id, kind=entry.meta.kind, event="queued",
+                          recipients=",".join(prepared.recipients), size=entry.meta.size)
+            return 0
+        with spool.owner() as owner:
+            entry = spool.enqueue(prepared.meta(), prepared.data, owner=owner)
+            return _deliver_now(settings, spool, owner, entry)
+    except SpoolError as exc:
+        print(f"mikotui: {exc}", file=sys.stderr)
+        return os.EX_CANTCREAT
+    except OSError as exc:
+        print(f"mikotui: spool {spool.root}: {exc.strerror or exc}", file=sys.stderr)
+        return os.EX_CANTCREAT
+
+
+def _prepare(args: argparse.Namespace, settings):
+    from mikotui import notify
+
+    if args.kind == "missed":
+        return notify.missed_call(settings, notify.MissedCall(
+            caller=args.caller, called=args.called, caller_name=args.caller_name,
+            called_name=args.called_name, duration=args.duration, date=args.date))
+    text = args.message
+    if text is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            print("mikotui: give --message or the text on stdin", file=sys.stderr)
+            return None
+        text = sys.stdin.buffer.read().decode("utf-8", "replace")
+    return notify.system(settings, args.subject, text)
+
+
+def _voicemail(args: argparse.Namespace, settings, spool, lang: str) -> int:
+    """Raw bytes into the spool first (Asterisk deletes its copy and ignores
+    our exit code), then parsing."""
+    import time
+
+    from mikotui import notify
+    from mikotui.spool import Meta, new_id
+
+    missed_by = tuple(e.strip() for e in args.missed_by.split(",") if e.strip())
+    meta = Meta(id=new_id(), kind=notify.VOICEMAIL, created=time.time(), stage="raw",
+                event={"missed_by": list(missed_by), "lang": lang})
+    from mikotui.asterisk import MAX_INPUT
+
+    with spool.owner() as owner:
+        entry, too_big = spool.enqueue_stream(meta, sys.stdin.buffer, limit=MAX_INPUT,
+                                              owner=owner)
+        notify.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="received",
+                      size=entry.meta.size)
+        entry, error = notify.ready_voicemail(settings, spool, entry)
+        if error:
+            notify.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="failed",
+                          error=error, kept=entry.path)
+            alert = notify.alert_failed(settings, spool, entry.meta)
+            if alert is not None and not args.queue_only:
+                _deliver_queued(settings, spool, owner, alert.id)
+            print(f"mikotui: voicemail not readable, kept in {entry.path}: {error}",
+                  file=sys.stderr)
+            return os.EX_DATAERR
+        if not entry.meta.recipients:
+            notify.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="dropped",
+                          reason="nobody to send it to")
+            spool.done(entry)
+            return 0
+        if args.queue_only:
+            entry = spool.release(entry)
+            notify.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="queued",
+                          recipients=",".join(entry.meta.recipients), size=entry.meta.size)
+            return 0
+        return _deliver_now(settings, spool, owner, entry)
+
+
+def _deliver_now(settings, spool, owner, entry) -> int:
+    from mikotui import deliver
+
+    report = deliver.deliver_entries(settings, spool, owner, [entry])
+    if report.failed:
+        return os.EX_UNAVAILABLE
+    if report.deferred:
+        print("mikotui: queued, will retry", file=sys.stderr)
+    return 0
+
+
+def _deliver_queued(settings, spool, owner, entry_id: str) -> None:
+    """Best effort: send the administrator's alert now; if not, it waits."""
+    from mikotui import deliver
+
+    entry = spool.claim(entry_id, owner)
+    if entry is not None:
+        deliver.deliver_entries(settings, spool, owner, [entry])

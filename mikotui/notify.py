@@ -1,0 +1,167 @@
+"""Events -> ready-to-send spool entries: routing picks the recipients, the
+templates and `message.compose` make the mail, the spool keeps it.
+
+Nothing here talks SMTP or imports asyncio: this is the enqueue path.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from mikotui import i18n, message, routing
+from mikotui.config import Settings
+from mikotui.spool import Entry, Meta, Spool, new_id
+
+# Kinds of entries. An alert is what we send the administrator about a
+# notification given up on; alerts and system mail never cause alerts.
+MISSED, VOICEMAIL, SYSTEM, ALERT = "missed", "voicemail", "system", "alert"
+NO_ALERT_KINDS = (SYSTEM, ALERT)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    kind: str
+    recipients: tuple[str, ...]
+    subject: str
+    data: bytes  # the whole RFC 5322 message
+
+    def meta(self, **extra: object) -> Meta:
+        return Meta(id=new_id(), kind=self.kind, created=time.time(),
+                    recipients=self.recipients, owed=self.recipients,
+                    subject=self.subject, **extra)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class MissedCall:
+    caller: str
+    called: str
+    caller_name: str = ""
+    called_name: str = ""
+    duration: str = "0"
+    date: str = ""  # YYYY-MM-DD HH:MM:SS; empty -> now
+
+
+def _prepare(kind: str, rendered: message.Rendered, recipients: tuple[str, ...],
+             settings: Settings, attachments=()) -> Prepared:
+    msg = message.compose(rendered, recipients, settings, attachments=attachments)
+    return Prepared(kind, recipients, str(msg["Subject"]), msg.as_bytes())
+
+
+def missed_call(settings: Settings, call: MissedCall) -> Prepared:
+    caller_card = settings.employee(call.caller.strip())
+    called_card = settings.employee(call.called.strip())
+    values = {
+        "NOTIFICATION_MISSEDCAUSE": "NOANSWER",
+        "NOTIFICATION_CALLERID": call.caller,
+        "NOTIFICATION_TO": call.called,
+        "NOTIFICATION_NAME_FROM": call.caller_name or (caller_card.name if caller_card else ""),
+        "NOTIFICATION_NAME_TO": call.called_name or (called_card.name if called_card else ""),
+        "NOTIFICATION_DURATION": call.duration,
+        "NOTIFICATION_DATE": call.date or datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    # Outside text reaches the body as one line per value, whatever it holds.
+    values = {k: message.one_line(v) for k, v in values.items()}
+    rendered = message.render("missed_call", settings, values)
+    return _prepare(MISSED, rendered, routing.missed_call(settings, call.called), settings)
+
+
+def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) -> Prepared:
+    """`event` is an `asterisk.VoicemailEvent`."""
+    values = dict(event.values)
+    if not values.get("VM_CALLER_NAME") and values.get("VM_CALLER_NUM"):
+        card = settings.employee(values["VM_CALLER_NUM"])
+        if card and card.name:
+            values["VM_CALLER_NAME"] = card.name
+    rendered = message.render("voicemail", settings, values)
+    attachments, note = message.fit_attachment(
+        event.recording, settings.voicemail.max_attachment_mb, lang)
+    rendered = message.with_note(rendered, note)
+    recipients = routing.voicemail(settings, missed_by, event.mailbox or None)
+    return _prepare(VOICEMAIL, rendered, recipients, settings, attachments)
+
+
+def system(settings: Settings, subject: str, text: str) -> Prepared:
+    rendered = message.render_system(subject, text)
+    return _prepare(SYSTEM, rendered, routing.system(settings), settings)
+
+
+def alert(settings: Settings, failed: Meta, lang: str) -> Prepared | None:
+    """The one mail to the administrator about an entry given up on, or None
+    when that would be about mail to the administrator itself."""
+    if failed.kind in NO_ALERT_KINDS:
+        return None
+    admins = {a.lower() for a in routing.system(settings)}
+    lost = set(failed.refused) or set(failed.owed) or set(failed.recipients)
+    if not admins or (lost and {a.lower() for a in lost} <= admins):
+        return None
+    refused = "\n".join(f"  {addr}: {why}" for addr, why in failed.refused.items())
+    body = i18n.text(lang, "alert.body", id=failed.id, kind=failed.kind,
+                     subject=failed.subject or "-", reason=failed.failed_reason or "-",
+                     recipients=", ".join(sorted(lost)) or "-",
+                     refused=refused or "  -")
+    rendered = message.render_system(i18n.text(lang, "alert.subject", kind=failed.kind), body)
+    return _prepare(ALERT, rendered, routing.system(settings), settings)
+
+
+# --- raw voicemail -> ready entry ---------------------------------------------------
+
+def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Entry, str]:
+    """Parse a raw entry this process holds into a ready one. On a parse
+    failure the entry goes to failed/ with the reason; returns (entry, error)."""
+    from mikotui import asterisk
+
+    lang = str(entry.meta.event.get("lang") or settings.ui.language)
+    missed_by = tuple(entry.meta.event.get("missed_by") or ())
+    if entry.meta.size > asterisk.MAX_INPUT:
+        reason = (f"input of {entry.meta.size} bytes is over the "
+                  f"{asterisk.MAX_INPUT // (1024 * 1024)} MB limit; not parsed")
+        return spool.fail(entry, reason), reason
+    try:
+        event = asterisk.parse(entry.read_message())
+    except asterisk.VoicemailParseError as exc:
+        reason = f"not a voicemail email: {exc}"
+        return spool.fail(entry, reason), reason
+    prepared = voicemail(settings, event, missed_by, lang)
+    meta = replace(entry.meta, recipients=prepared.recipients, owed=prepared.recipients,
+                   subject=prepared.subject)
+    return spool.replace_message(entry, meta, prepared.data), ""
+
+
+def alert_failed(settings: Settings, spool: Spool, failed: Meta) -> Entry | None:
+    """Queue the administrator's alert for `failed` (at most one per entry:
+    an entry is failed once; a retried one that fails again is news again)."""
+    prepared = alert(settings, failed, settings.ui.language)
+    if prepared is None:
+        return None
+    entry = spool.enqueue(prepared.meta(), prepared.data)
+    record(spool, id=entry.id, kind=ALERT, event="queued", about=failed.id,
+           recipients=",".join(prepared.recipients))
+    return entry
+
+
+# --- the log ---------------------------------------------------------------------
+
+def record(spool: Spool | None, **fields: object) -> str:
+    """One key=value line (msmtp-style) to stderr and <spool>/mikotui.log.
+    Callers pass no secrets; values are made one line and quoted when needed."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    parts = [f"time={stamp}"]
+    for key, value in fields.items():
+        if value is None or value == "":
+            value = "-"
+        text = message.one_line(str(value))
+        if not text or any(c in text for c in ' "=\\'):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{key}={text}")
+    line = " ".join(parts)
+    print(f"mikotui: {line}", file=sys.stderr, flush=True)
+    if spool is not None:
+        try:
+            spool.log(line)
+        except OSError as exc:
+            print(f"mikotui: cannot write {spool.root}/mikotui.log: {exc.strerror}",
+                  file=sys.stderr)
+    return line

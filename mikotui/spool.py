@@ -1,0 +1,437 @@
+"""The durable local queue (SPEC §7), after DMA's and Postfix's designs.
+
+    <spool>/            0700
+      tmp/              entries being written (never read by a deliverer)
+      queue/<id>/       waiting: message.eml (or raw.eml) + meta.json
+      active/<id>@<owner>/   claimed by one live process
+      failed/<id>/      given up; meta.json says why
+      owners/<owner>    one lock file per live process that claims entries
+      mikotui.log       one key=value line per delivery attempt
+
+An entry is a directory, so it appears in `queue/` whole or not at all: it
+is written and fsynced in `tmp/`, renamed in, and the parent is fsynced
+before anyone is told "queued". A claim is a rename `queue/X` ->
+`active/X@owner`; the loser of a race gets ENOENT. The owner holds an
+exclusive `flock` on `owners/<owner>` for its lifetime, so an `active/` entry
+whose owner's lock can be taken belongs to a dead process and goes back to
+`queue/` — never one a live deliverer is still sending.
+
+Standard library only: this is the enqueue path the PBX waits on.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+DIRS = ("tmp", "queue", "active", "failed", "owners")
+MESSAGE = "message.eml"
+RAW = "raw.eml"
+META = "meta.json"
+LOG = "mikotui.log"
+
+FIRST_RETRY = 60.0  # seconds
+MAX_RETRY = 3600.0
+JITTER = 0.2  # +-20 %, so retries after an outage don't all land at once
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the spool knows about one entry, kept beside it as JSON."""
+
+    id: str
+    kind: str  # missed | voicemail | system | alert
+    created: float
+    recipients: tuple[str, ...] = ()
+    owed: tuple[str, ...] = ()  # recipients that have not accepted it yet
+    subject: str = ""
+    size: int = 0  # of the message (or raw input) file, to spot a torn entry
+    stage: str = "ready"  # "raw": an Asterisk message not parsed yet
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    last_code: int | None = None
+    failed_reason: str = ""
+    refused: dict[str, str] = field(default_factory=dict)  # address -> "550 text"
+    event: dict[str, Any] = field(default_factory=dict)  # what a raw entry needs to be parsed
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Meta":
+        raw = json.loads(data)
+        raw["recipients"] = tuple(raw.get("recipients", ()))
+        raw["owed"] = tuple(raw.get("owed", ()))
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry where it lies now."""
+
+    meta: Meta
+    path: Path  # its directory
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    @property
+    def state(self) -> str:
+        return self.path.parent.name  # queue | active | failed
+
+    def message_path(self) -> Path:
+        return self.path / (RAW if self.meta.stage == "raw" else MESSAGE)
+
+    def read_message(self) -> bytes:
+        return self.message_path().read_bytes()
+
+
+class SpoolError(Exception):
+    """An entry that is not there (any more), or a spool we cannot use."""
+
+
+def new_id(now: float | None = None) -> str:
+    """Sortable by creation time, unique across processes."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}.{int(now * 1e6) % 1_000_000:06d}-{os.urandom(3).hex()}"
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
+    """~1 min after the first failure, doubling, capped at 1 h, with jitter."""
+    base = min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY)
+    r = (rng or random).uniform(-JITTER, JITTER)
+    return min(base * (1 + r), MAX_RETRY)
+
+
+class Owner:
+    """A live process that may hold claimed entries: an flock held until it
+    exits (the kernel drops it on kill -9, which is what makes recovery safe)."""
+
+    def __init__(self, spool: "Spool") -> None:
+        self.token = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.path = spool.root / "owners" / self.token
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "Owner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Spool:
+    def __init__(self, root: Path, max_age_hours: float = 120) -> None:
+        self.root = Path(root)
+        self.max_age = max_age_hours * 3600
+
+    # --- setup ---------------------------------------------------------------
+
+    def ensure(self) -> "Spool":
+        """Create the folders (0700); cheap when they exist."""
+        try:
+            for name in DIRS:
+                (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot use the spool {self.root}: {exc.strerror}") from None
+        return self
+
+    def owner(self) -> Owner:
+        return Owner(self)
+
+    # --- enqueue -------------------------------------------------------------
+
+    def enqueue(self, meta: Meta, data: bytes, *, owner: Owner | None = None) -> Entry:
+        """Write durably, then rename into `queue/` — or straight into
+        `active/` as `owner`'s claim, when the caller will deliver it now.
+        Returns only when the entry survives a crash."""
+        meta = replace(meta, size=len(data))
+        tmp = self.root / "tmp" / meta.id
+        os.mkdir(tmp, 0o700)
+        name = MESSAGE if meta.stage == "ready" else RAW
+        _write_durably(tmp / name, data)
+        _write_durably(tmp / META, meta.to_json())
+        _fsync_dir(tmp)
+        dest = self._place(meta.id, owner)
+        os.rename(tmp, dest)
+        _fsync_dir(dest.parent)
+        return Entry(meta, dest)
+
+    def enqueue_stream(self, meta: Meta, stream, *, limit: int,
+                       owner: Owner | None = None) -> tuple[Entry, bool]:
+        """Copy `stream` (a binary file) into a raw entry durably, however big;
+        returns the entry and whether it went over `limit` bytes."""
+        tmp = self.root / "tmp" / meta.id
+        os.mkdir(tmp, 0o700)
+        fd = os.open(tmp / RAW, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        size = 0
+        try:
+            while chunk := stream.read(1 << 20):
+                _write_all(fd, chunk)
+                size += len(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        meta = replace(meta, size=size, stage="raw")
+        _write_durably(tmp / META, meta.to_json())
+        _fsync_dir(tmp)
+        dest = self._place(meta.id, owner)
+        os.rename(tmp, dest)
+        _fsync_dir(dest.parent)
+        return Entry(meta, dest), size > limit
+
+    def _place(self, entry_id: str, owner: Owner | None) -> Path:
+        if owner is None:
+            return self.root / "queue" / entry_id
+        return self.root / "active" / f"{entry_id}@{owner.token}"
+
+    # --- claim and settle ----------------------------------------------------
+
+    def due(self, now: float | None = None) -> list[str]:
+        """Ids in `queue/` whose next attempt has come, oldest first."""
+        now = time.time() if now is None else now
+        out = []
+        for entry in self.entries("queue"):
+            if entry.meta.next_attempt <= now:
+                out.append(entry.id)
+        return out
+
+    def next_wakeup(self) -> float | None:
+        times = [e.meta.next_attempt for e in self.entries("queue")]
+        return min(times) if times else None
+
+    def claim(self, entry_id: str, owner: Owner) -> Entry | None:
+        """Take `queue/<id>` for `owner`; None when someone else was faster."""
+        src = self.root / "queue" / entry_id
+        dest = self._place(entry_id, owner)
+        try:
+            os.rename(src, dest)
+        except FileNotFoundError:
+            return None
+        return Entry(_read_meta(dest), dest)
+
+    def done(self, entry: Entry) -> None:
+        """Delivered to everyone: gone."""
+        _remove_tree(entry.path)
+        _fsync_dir(entry.path.parent)
+
+    def update(self, entry: Entry, meta: Meta) -> Entry:
+        """Replace the metadata of an entry this process holds."""
+        _write_durably(entry.path / (META + ".tmp"), meta.to_json())
+        os.replace(entry.path / (META + ".tmp"), entry.path / META)
+        _fsync_dir(entry.path)
+        return Entry(meta, entry.path)
+
+    def replace_message(self, entry: Entry, meta: Meta, data: bytes) -> Entry:
+        """A raw entry becomes a ready one: the message, then the metadata
+        that points at it, each renamed in whole."""
+        meta = replace(meta, size=len(data), stage="ready")
+        _write_durably(entry.path / (MESSAGE + ".tmp"), data)
+        os.replace(entry.path / (MESSAGE + ".tmp"), entry.path / MESSAGE)
+        entry = self.update(entry, meta)
+        (entry.path / RAW).unlink(missing_ok=True)
+        return entry
+
+    def release(self, entry: Entry) -> Entry:
+        """Back to `queue/` untouched (e.g. --queue-only after parsing)."""
+        dest = self.root / "queue" / entry.id
+        os.rename(entry.path, dest)
+        _fsync_dir(dest.parent)
+        return Entry(entry.meta, dest)
+
+    def defer(self, entry: Entry, *, error: str, code: int | None = None,
+              owed: tuple[str, ...] | None = None, now: float | None = None) -> Entry:
+        """A temporary failure: try again later, or give up when too old."""
+        now = time.time() if now is None else now
+        attempts = entry.meta.attempts + 1
+        meta = replace(entry.meta, attempts=attempts, last_error=error, last_code=code,
+                       owed=entry.meta.owed if owed is None else owed,
+                       next_attempt=now + retry_delay(attempts))
+        if now - meta.created >= self.max_age:
+            hours = self.max_age / 3600
+            return self.fail(entry, f"undelivered after {hours:g} h: {error}", meta=meta)
+        entry = self.update(entry, meta)
+        return self.release(entry)
+
+    def fail(self, entry: Entry, reason: str, *, meta: Meta | None = None) -> Entry:
+        meta = replace(meta or entry.meta, failed_reason=reason)
+        entry = self.update(entry, meta)
+        dest = self.root / "failed" / entry.id
+        os.rename(entry.path, dest)
+        _fsync_dir(dest.parent)
+        return Entry(meta, dest)
+
+    # --- recovery ------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Move `active/` entries of dead owners back to `queue/`."""
+        moved = []
+        dead: dict[str, bool] = {}
+        for path in _listdir(self.root / "active"):
+            entry_id, _, token = path.name.partition("@")
+            if token not in dead:
+                dead[token] = self._owner_dead(token)
+            if not dead[token]:
+                continue
+            try:
+                os.rename(path, self.root / "queue" / entry_id)
+                moved.append(entry_id)
+            except FileNotFoundError:
+                pass  # another process recovered it first
+        if moved:
+            _fsync_dir(self.root / "queue")
+        for token, is_dead in dead.items():
+            if is_dead:
+                (self.root / "owners" / token).unlink(missing_ok=True)
+        return moved
+
+    def _owner_dead(self, token: str) -> bool:
+        try:
+            fd = os.open(self.root / "owners" / token, os.O_RDWR)
+        except FileNotFoundError:
+            return True  # an owner removes its file only after letting go
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        finally:
+            os.close(fd)
+        return True
+
+    # --- reading -------------------------------------------------------------
+
+    def entries(self, state: str = "queue") -> Iterator[Entry]:
+        for path in sorted(_listdir(self.root / state)):
+            try:
+                yield Entry(_read_meta(path), path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # claimed or settled while we looked
+
+    def find(self, entry_id: str) -> Entry | None:
+        for state in ("queue", "failed", "active"):
+            for path in _listdir(self.root / state):
+                if path.name.partition("@")[0] == entry_id:
+                    try:
+                        return Entry(_read_meta(path), path)
+                    except FileNotFoundError:
+                        return None
+        return None
+
+    # --- operator actions ----------------------------------------------------
+
+    def retry(self, entry_id: str, owner: Owner) -> Entry:
+        """Due now: from `failed/` (owed recipients restored) or `queue/`."""
+        src = self.root / "failed" / entry_id
+        if not src.exists():
+            entry = self.claim(entry_id, owner)
+            if entry is None:
+                raise SpoolError(f"no queued or failed entry {entry_id}")
+            entry = self.update(entry, replace(entry.meta, next_attempt=0.0))
+            return self.release(entry)
+        dest = self._place(entry_id, owner)
+        try:
+            os.rename(src, dest)
+        except FileNotFoundError:
+            raise SpoolError(f"no queued or failed entry {entry_id}") from None
+        meta = _read_meta(dest)
+        owed = tuple(meta.owed) or meta.recipients
+        meta = replace(meta, next_attempt=0.0, failed_reason="", owed=owed, refused={},
+                       created=time.time())  # a fresh maximum age
+        return self.release(self.update(Entry(meta, dest), meta))
+
+    def purge(self, entry_id: str) -> Entry:
+        """Delete a queued or failed entry (not one being delivered)."""
+        for state in ("queue", "failed"):
+            src = self.root / state / entry_id
+            trash = self.root / "tmp" / f"purge-{entry_id}-{os.urandom(3).hex()}"
+            try:
+                os.rename(src, trash)  # atomic against a deliverer's claim
+            except FileNotFoundError:
+                continue
+            entry = Entry(_read_meta(trash), src)
+            _remove_tree(trash)
+            _fsync_dir(src.parent)
+            return entry
+        raise SpoolError(f"no queued or failed entry {entry_id}")
+
+    def clean_tmp(self, older_than: float = 3600) -> None:
+        """Half-written entries of processes that died while writing."""
+        limit = time.time() - older_than
+        for path in _listdir(self.root / "tmp"):
+            try:
+                if path.stat().st_mtime < limit:
+                    _remove_tree(path)
+            except FileNotFoundError:
+                pass
+
+    # --- log -----------------------------------------------------------------
+
+    def log(self, line: str) -> None:
+        """Append one line to <spool>/mikotui.log (O_APPEND: lines of several
+        processes never interleave)."""
+        fd = os.open(self.root / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _write_all(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+
+# --- files -------------------------------------------------------------------
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_meta(path: Path) -> Meta:
+    return Meta.from_json((path / META).read_bytes())
+
+
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return [folder / name for name in os.listdir(folder)]
+    except FileNotFoundError:
+        return []
+
+
+def _remove_tree(path: Path) -> None:
+    for name in os.listdir(path):
+        os.unlink(path / name)
+    os.rmdir(path)
