@@ -146,7 +146,7 @@ def _key_values(text: str) -> dict[str, str]:
 _STOCK = re.compile(
     r"Dear (?P<name>.*?):\s+Just wanted to let you know you were just left a "
     r"(?P<dur>\S+) long message \(number (?P<msgnum>\d+)\)\s+in mailbox (?P<mailbox>\S+) "
-    r"from (?P<from>.*?), on (?P<date>.*?) so you might", re.S)
+    r"from (?P<from>.*?), on (?P<date>.*?) so you might", re.DOTALL)
 
 
 def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:

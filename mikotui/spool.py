@@ -27,9 +27,10 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 DIRS = ("tmp", "queue", "active", "failed", "owners")
 MESSAGE = "message.eml"
@@ -66,7 +67,7 @@ class Meta:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Meta":
+    def from_json(cls, data: bytes) -> Meta:
         raw = json.loads(data)
         raw["recipients"] = tuple(raw.get("recipients", ()))
         raw["owed"] = tuple(raw.get("owed", ()))
@@ -118,7 +119,7 @@ class Owner:
     """A live process that may hold claimed entries: an flock held until it
     exits (the kernel drops it on kill -9, which is what makes recovery safe)."""
 
-    def __init__(self, spool: "Spool") -> None:
+    def __init__(self, spool: Spool) -> None:
         self.token = f"{os.getpid()}-{os.urandom(4).hex()}"
         self.path = spool.root / "owners" / self.token
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -130,7 +131,7 @@ class Owner:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "Owner":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,7 +145,7 @@ class Spool:
 
     # --- setup ---------------------------------------------------------------
 
-    def ensure(self) -> "Spool":
+    def ensure(self) -> Spool:
         """Create the folders (0700); cheap when they exist."""
         try:
             for name in DIRS:

@@ -115,7 +115,7 @@ def _voicemail(args: argparse.Namespace, settings, spool, lang: str) -> int:
     from mikotui.asterisk import MAX_INPUT
 
     with spool.owner() as owner:
-        entry, too_big = spool.enqueue_stream(meta, sys.stdin.buffer, limit=MAX_INPUT,
+        entry, _over = spool.enqueue_stream(meta, sys.stdin.buffer, limit=MAX_INPUT,
                                               owner=owner)
         notify.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="received",
                       size=entry.meta.size)
