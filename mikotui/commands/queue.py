@@ -1,0 +1,94 @@
+"""mikotui queue list | retry ID|--all | purge ID"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("queue", parents=[common], help="look at and act on the spool",
+                       description="List the spool, send a failed or waiting notification "
+                                   "again, or delete one.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = actions.add_parser("list", parents=[common],
+                            help="id, state, kind, recipients, attempts, next attempt, last error")
+    ls.set_defaults(handler=run_list)
+    retry = actions.add_parser("retry", parents=[common],
+                               help="make one (or --all failed and waiting) due now")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="the entry's id (from `queue list`)")
+    which.add_argument("--all", action="store_true", help="every failed and waiting entry")
+    retry.set_defaults(handler=run_retry)
+    purge = actions.add_parser("purge", parents=[common], help="delete one entry")
+    purge.add_argument("id", help="the entry's id (from `queue list`)")
+    purge.set_defaults(handler=run_purge)
+
+
+def _spool(args: argparse.Namespace):
+    from mikotui import config
+    from mikotui.spool import Spool
+
+    settings = config.load(config.resolve_path(args.config))
+    return Spool(settings.spool_dir(), settings.spool.max_age_hours).ensure()
+
+
+def _when(epoch: float) -> str:
+    if epoch <= time.time():
+        return "now"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def run_list(args: argparse.Namespace) -> int:
+    spool = _spool(args)
+    rows = []
+    for state in ("active", "queue", "failed"):
+        for e in spool.entries(state):
+            m = e.meta
+            nxt = {"queue": _when(m.next_attempt), "active": "sending",
+                   "failed": "-"}[state]
+            error = m.failed_reason or m.last_error or "-"
+            rows.append((m.id, state, m.kind, ",".join(m.owed or m.recipients) or "-",
+                         str(m.attempts), nxt, " ".join(error.split())))
+    if not rows:
+        print(f"the spool {spool.root} is empty")
+        return 0
+    head = ("ID", "STATE", "KIND", "RECIPIENTS", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6])
+    return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    from mikotui.spool import SpoolError
+
+    spool = _spool(args)
+    ids = [args.id] if args.id else [e.id for s in ("failed", "queue") for e in spool.entries(s)]
+    done = 0
+    with spool.owner() as owner:
+        for entry_id in ids:
+            try:
+                spool.retry(entry_id, owner)
+                done += 1
+            except SpoolError as exc:
+                print(f"mikotui: {exc}", file=sys.stderr)
+                if args.id:
+                    return os.EX_DATAERR
+    print(f"{done} due now; `mikotui deliver` sends them")
+    return 0
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    from mikotui.spool import SpoolError
+
+    spool = _spool(args)
+    try:
+        entry = spool.purge(args.id)
+    except SpoolError as exc:
+        print(f"mikotui: {exc}", file=sys.stderr)
+        return os.EX_DATAERR
+    print(f"deleted {entry.id} ({entry.meta.kind}: {entry.meta.subject})")
+    return 0

@@ -1,0 +1,256 @@
+"""Drain the spool over reused SMTP connections (SPEC §7).
+
+A batch of claimed entries goes over one connection. Per entry: every owed
+recipient that accepts is struck off; a `5xx` for a recipient is final for
+that recipient; `4xx`, connection failures and timeouts defer the entry with
+backoff. An entry leaves the spool only after the server's `250`. Whatever
+is given up on goes to `failed/` and the administrator gets one alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import signal
+import time
+from dataclasses import dataclass, field, replace
+
+from mikotui import notify, smtp
+from mikotui.config import Settings
+from mikotui.spool import Entry, Owner, Spool
+
+BATCH = 200  # entries per connection
+POLL = 0.5  # seconds between looks at the queue in --watch
+RECOVER_EVERY = 10.0  # seconds: entries of deliverers that died meanwhile
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    alerts: list[str] = field(default_factory=list)  # ids of alerts queued
+
+    def add(self, other: Report) -> None:
+        self.sent += other.sent
+        self.deferred += other.deferred
+        self.failed += other.failed
+        self.alerts += other.alerts
+
+
+class Courier:
+    """Sends claimed entries and settles each one in the spool."""
+
+    def __init__(self, settings: Settings, spool: Spool, owner: Owner) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.owner = owner
+        try:
+            ep = settings.smtp.endpoint()
+            self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
+        except ValueError:
+            self.host, self.tls = settings.smtp.host, settings.smtp.encryption
+
+    async def batch(self, entries: list[Entry], stop: asyncio.Event | None = None) -> Report:
+        report = Report()
+        pending = [e for e in (self._ready(e, report) for e in entries) if e is not None]
+        if not pending:
+            return report
+        try:
+            async with smtp.Connection(self.settings.smtp) as conn:
+                while pending:
+                    if stop is not None and stop.is_set():
+                        break
+                    entry = pending.pop(0)
+                    if not await self._send(conn, entry, report):
+                        break  # the connection is gone: the rest waits
+        except smtp.SmtpFailure as exc:
+            for entry in pending:
+                self._defer(entry, report, exc.kind, exc.code, _describe(exc))
+            pending = []
+        for entry in pending:  # stopped, or the connection broke
+            self.spool.release(entry)
+        return report
+
+    def _ready(self, entry: Entry, report: Report) -> Entry | None:
+        """A raw voicemail is parsed first (its notify died before that)."""
+        if entry.meta.stage != "raw":
+            return entry
+        entry, error = notify.ready_voicemail(self.settings, self.spool, entry)
+        if error:
+            self._log(entry, result="failed", error="parse", detail=error)
+            report.failed += 1
+            self._alert(entry, report)
+            return None
+        return entry
+
+    async def _send(self, conn: smtp.Connection, entry: Entry, report: Report) -> bool:
+        """One entry; False when the connection can't carry the next one."""
+        owed = entry.meta.owed
+        msg = email.message_from_bytes(entry.read_message(), policy=email.policy.default)
+        try:
+            result = await conn.send(msg, list(owed))
+        except smtp.SmtpFailure as exc:
+            refused = getattr(exc, "refused", None) or {}
+            if exc.permanent:
+                why = _describe(exc)
+                for addr in owed:
+                    code, text = refused.get(addr, (exc.code, exc.server_message))
+                    refused.setdefault(addr, (code or 550, text or why))
+                self._settle(entry, (), refused, report, exc.kind)
+            else:
+                self._defer(entry, report, exc.kind, exc.code, _describe(exc))
+            return not _connection_lost(exc)
+        self._settle(entry, result.accepted, result.refused, report, "")
+        return True
+
+    def _settle(self, entry: Entry, accepted, refused: dict, report: Report,
+                kind: str) -> None:
+        got = {a.lower() for a in accepted}
+        final = {a: f"{c} {t}".strip() for a, (c, t) in refused.items()
+                 if c is not None and c >= 500}
+        temporary = {a: f"{c} {t}".strip() for a, (c, t) in refused.items() if a not in final}
+        owed = tuple(a for a in entry.meta.owed
+                     if a.lower() not in got and a not in final)
+        meta = replace(entry.meta, owed=owed, refused={**entry.meta.refused, **final})
+        code = _status(refused, accepted)
+        if owed:
+            error = "; ".join(f"{a}: {w}" for a, w in temporary.items()) or kind or "deferred"
+            entry = self.spool.update(entry, meta)
+            self._defer(entry, report, kind or "recipient_deferred", code, error)
+        elif meta.refused:
+            self._fail(entry, meta, report, kind or "recipient_refused", code,
+                       "refused: " + "; ".join(f"{a}: {w}" for a, w in meta.refused.items()))
+        else:
+            self.spool.done(entry)
+            report.sent += 1
+            self._log(entry, result="sent", status=code or 250, error="")
+
+    def _defer(self, entry: Entry, report: Report, kind: str, code: int | None,
+               error: str) -> None:
+        settled = self.spool.defer(entry, error=error, code=code)
+        if settled.state == "failed":
+            report.failed += 1
+            self._log(settled, result="failed", status=code, error=kind,
+                      detail=settled.meta.failed_reason)
+            self._alert(settled, report)
+            return
+        report.deferred += 1
+        self._log(settled, result="deferred", status=code, error=kind, detail=error,
+                  next_attempt=time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                             time.localtime(settled.meta.next_attempt)))
+
+    def _fail(self, entry: Entry, meta, report: Report, kind: str, code: int | None,
+              reason: str) -> None:
+        meta = replace(meta, attempts=meta.attempts + 1, last_error=reason, last_code=code)
+        settled = self.spool.fail(entry, reason, meta=meta)
+        report.failed += 1
+        self._log(settled, result="failed", status=code, error=kind, detail=reason)
+        self._alert(settled, report)
+
+    def _alert(self, failed: Entry, report: Report) -> None:
+        alert = notify.alert_failed(self.settings, self.spool, failed.meta)
+        if alert is not None:
+            report.alerts.append(alert.id)
+
+    def _log(self, entry: Entry, *, result: str, status=None, error: str = "",
+             **extra: object) -> None:
+        meta = entry.meta
+        notify.record(self.spool, id=meta.id, kind=meta.kind, host=self.host, tls=self.tls,
+                      recipients=",".join(meta.recipients), size=meta.size,
+                      attempt=meta.attempts + (1 if result == "sent" else 0),
+                      smtp_status=status, error=error, result=result, **extra)
+
+
+def _status(refused: dict, accepted) -> int | None:
+    codes = [c for c, _ in refused.values() if c is not None]
+    if codes:
+        return max(codes)
+    return 250 if accepted else None
+
+
+def _describe(exc: smtp.SmtpFailure) -> str:
+    text = " ".join(str(exc.server_message or exc).split())
+    return f"{exc.code} {text}" if exc.code else text
+
+
+def _connection_lost(exc: smtp.SmtpFailure) -> bool:
+    """A refusal of this message leaves the session usable; anything else
+    (timeout, disconnect, TLS) means a new connection for the rest."""
+    return not (exc.code and 400 <= exc.code < 600 and exc.kind not in
+                ("timeout", "disconnected", "connection"))
+
+
+# --- entry points ------------------------------------------------------------------
+
+def deliver_entries(settings: Settings, spool: Spool, owner: Owner,
+                    entries: list[Entry]) -> Report:
+    """Send entries this process already holds (notify's "at once"), and then
+    any administrator alert that caused."""
+    return asyncio.run(_deliver_entries(settings, spool, owner, entries))
+
+
+async def _deliver_entries(settings: Settings, spool: Spool, owner: Owner,
+                           entries: list[Entry]) -> Report:
+    courier = Courier(settings, spool, owner)
+    report = await courier.batch(entries)
+    alerts = [e for e in (spool.claim(i, owner) for i in report.alerts) if e is not None]
+    if alerts:
+        report.add(await courier.batch(alerts))
+    return report
+
+
+def drain(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
+    """Everything due now, then return."""
+    with spool.owner() as owner:
+        spool.recover()
+        spool.clean_tmp()
+        return asyncio.run(_drain(Courier(settings, spool, owner), batch))
+
+
+async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None) -> Report:
+    report = Report()
+    spool = courier.spool
+    while not (stop and stop.is_set()):
+        claimed = []
+        for entry_id in spool.due():
+            entry = spool.claim(entry_id, courier.owner)
+            if entry is not None:
+                claimed.append(entry)
+                if len(claimed) >= batch:
+                    break
+        if not claimed:
+            break
+        report.add(await courier.batch(claimed, stop))
+    return report
+
+
+def watch(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
+    """Keep delivering until SIGTERM/SIGINT: new entries within a second,
+    retries at their times."""
+    with spool.owner() as owner:
+        return asyncio.run(_watch(Courier(settings, spool, owner), batch))
+
+
+async def _watch(courier: Courier, batch: int) -> Report:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notify.record(courier.spool, event="watching", spool=courier.spool.root)
+    report = Report()
+    last_recover = 0.0
+    while not stop.is_set():
+        if time.monotonic() - last_recover >= RECOVER_EVERY:
+            courier.spool.recover()
+            courier.spool.clean_tmp()
+            last_recover = time.monotonic()
+        report.add(await _drain(courier, batch, stop))
+        try:
+            await asyncio.wait_for(stop.wait(), POLL)
+        except TimeoutError:
+            pass
+    notify.record(courier.spool, event="stopped", sent=report.sent,
+                  deferred=report.deferred, failed=report.failed)
+    return report
