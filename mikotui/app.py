@@ -1,0 +1,288 @@
+"""The Textual app: four screens (modes), the current and the saved Settings,
+save, the quit guard, the test send worker and the `--sandbox` capture server.
+
+The App is the one holder of the truth: `settings` is what the screens show,
+`saved` is what the file holds; "unsaved" is simply `settings != saved`.
+Screens turn an edit into a new Settings and hand it to `edit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from mikotui import config, i18n
+from mikotui.config import Problem, Settings
+from mikotui.screens.base import translate_bindings
+from mikotui.screens.dialogs import QuitDialog, SendTestDialog, TranscriptScreen
+from mikotui.screens.missed_call import MissedCallScreen
+from mikotui.screens.outbox import OutboxScreen
+from mikotui.screens.smtp import SmtpScreen
+from mikotui.screens.voicemail import VoicemailScreen
+from mikotui.widgets.transcript_view import SendReport
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where a running test send is, for the progress line."""
+
+    name: str  # "connect", "tls", "auth", "send", "done", or "" when idle
+    to: str = ""
+
+
+class MikoApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "mikotui"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
+        "smtp": SmtpScreen,
+        "missed": MissedCallScreen,
+        "voicemail": VoicemailScreen,
+        "outbox": OutboxScreen,
+    }
+    DEFAULT_MODE = "smtp"
+    ENABLE_COMMAND_PALETTE = False
+    # Descriptions are i18n keys; __init__ puts them in the UI language.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "switch_mode('smtp')", "nav.smtp", key_display="F1"),
+        Binding("f2", "switch_mode('missed')", "nav.missed", key_display="F2"),
+        Binding("f3", "switch_mode('voicemail')", "nav.voicemail", key_display="F3"),
+        Binding("f4", "switch_mode('outbox')", "nav.outbox", key_display="F4"),
+        Binding("ctrl+s", "save", "key.save", key_display="^S", priority=True),
+        Binding("ctrl+t", "send_test", "key.test", key_display="^T", priority=True),
+        Binding("ctrl+q", "quit", "key.quit", key_display="^Q", priority=True),
+    ]
+
+    def __init__(self, settings: Settings, path: Path, lang: str, *,
+                 sandbox: bool = False, blink: bool = True,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__()
+        self.lang = lang
+        self.path = path
+        self.saved = settings
+        self._settings = settings
+        # Text typed into a field that is not yet a value (port "58x"): key -> message.
+        self.input_errors: dict[str, str] = {}
+        self.problems: list[Problem] = config.validate(settings)
+        self.blink = blink
+        self.clock = clock or datetime.now
+        self.sandbox_mode = sandbox
+        self.sandbox = None  # mikotui.sandbox.Sandbox while running
+        self._sandbox_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.phase = Phase("")
+        self.last_report: SendReport | None = None
+        self._exit_after_send = False
+        translate_bindings(self, lang)
+
+    # --- the truth -------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def edit(self, settings: Settings) -> None:
+        """Take an edited Settings; validate it and refresh what shows it."""
+        if settings == self._settings:
+            return
+        self._settings = settings
+        self.problems = config.validate(settings)
+        self.refresh_state()
+
+    def set_input_error(self, key: str, message: str | None) -> None:
+        if message:
+            self.input_errors[key] = message
+        else:
+            self.input_errors.pop(key, None)
+        self.refresh_state()
+
+    @property
+    def unsaved(self) -> bool:
+        return self._settings != self.saved or bool(self.input_errors)
+
+    def errors(self) -> list[Problem]:
+        typed = [Problem(k, m) for k, m in self.input_errors.items()]
+        return typed + [p for p in self.problems
+                        if p.level == "error" and p.key not in self.input_errors]
+
+    def t(self, key: str, **values: object) -> str:
+        return i18n.ui(self.lang, key, **values)
+
+    def refresh_state(self) -> None:
+        """The current screen redraws its markers, messages and preview."""
+        refresh = getattr(self.screen, "refresh_state", None)
+        if refresh:
+            refresh()
+
+    # --- start and stop ----------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self.sandbox_mode:
+            self.start_sandbox()
+
+    def start_sandbox(self) -> None:
+        from mikotui.sandbox import Sandbox
+
+        self._sandbox_dir = tempfile.TemporaryDirectory(prefix="mikotui-sandbox-")
+        self.sandbox = Sandbox(Path(self._sandbox_dir.name) / "mail",
+                               on_message=self._captured_from_thread)
+        self.sandbox.start()
+
+    def _captured_from_thread(self, message: object) -> None:
+        self.call_from_thread(self._captured, message)
+
+    def _captured(self, message: object) -> None:
+        self.notify(self.t("sandbox.captured", subject=getattr(message, "subject", "")),
+                    timeout=4)
+        if isinstance(self.screen, OutboxScreen):
+            self.screen.refresh_state()
+
+    def on_unmount(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        if self._sandbox_dir is not None:
+            self._sandbox_dir.cleanup()
+
+    # --- save ----------------------------------------------------------------
+
+    def action_save(self) -> None:
+        self.save()
+
+    def save(self) -> bool:
+        """Write the file if nothing blocks it; a changed SMTP setup is then
+        tested by mailing the admin (the seed's rule)."""
+        errors = self.errors()
+        if errors:
+            first = errors[0]
+            more = self.t("save.more", n=len(errors) - 1) if len(errors) > 1 else ""
+            self.notify(self.t("save.blocked", key=first.key,
+                               message=i18n.problem(self.lang, first.message)) + more,
+                        title=self.t("save.blocked_title"), severity="error", timeout=8)
+            focus = getattr(self.screen, "focus_key", None)
+            if focus:
+                focus(first.key)
+            return False
+        before = self.saved
+        try:
+            config.save(self._settings, self.path)
+        except OSError as exc:
+            self.notify(self.t("save.failed", path=str(self.path), error=exc.strerror or exc),
+                        severity="error", timeout=10)
+            return False
+        self.saved = self._settings
+        self.notify(self.t("save.done", path=self.path.name), timeout=3)
+        self.refresh_state()
+        if before.smtp != self._settings.smtp and self._settings.notifications.admin_email:
+            self.notify(self.t("save.testing", to=self._settings.notifications.admin_email),
+                        timeout=4)
+            self.send_test(None)
+        return True
+
+    # --- test send ----------------------------------------------------------------
+
+    def action_send_test(self) -> None:
+        def chosen(to: str | None) -> None:
+            if to is not None:
+                self.send_test(to or None)
+
+        self.push_screen(SendTestDialog(self._settings.notifications.admin_email), chosen)
+
+    def sending_settings(self) -> Settings:
+        """The settings a send uses: in --sandbox, aimed at the capture server."""
+        if self.sandbox is not None:
+            return self.sandbox.point(self._settings)
+        return self._settings
+
+    def set_phase(self, name: str) -> None:
+        self.phase = dataclasses.replace(self.phase, name=name)
+        self.refresh_state()
+
+    @work(exclusive=True, group="send", exit_on_error=False)
+    async def send_test(self, to: str | None) -> None:
+        from mikotui import smtp
+
+        errors = self.errors()
+        if errors:
+            self.notify(self.t("send.blocked", key=errors[0].key,
+                               message=i18n.problem(self.lang, errors[0].message)),
+                        severity="error", timeout=8)
+            return
+        target = to or self._settings.notifications.admin_email
+        self.phase = Phase("connect", target)
+        self.refresh_state()
+        started = time.monotonic()
+        try:
+            result = await smtp.send_test_email(self.sending_settings(), self.lang, to,
+                                                on_event=self.set_phase)
+        except smtp.SmtpFailure as failure:
+            self.last_report = SendReport.failed(failure, self.lang, target)
+            self.notify(f"{failure.hint(self.lang)}",
+                        title=self.t("send.failed_title", kind=failure.kind),
+                        severity="error", timeout=12)
+        else:
+            self.last_report = SendReport.sent(result, target)
+            self.notify(self.t("send.done", to=target,
+                               seconds=f"{time.monotonic() - started:.1f}"),
+                        title=self.t("send.done_title"), timeout=6)
+        finally:
+            self.phase = Phase("")
+            self.refresh_state()
+        if self._exit_after_send:
+            self.exit(0)
+
+    def action_transcript(self) -> None:
+        if self.last_report is None:
+            self.notify(self.t("transcript.none"), timeout=4)
+            return
+        self.push_screen(TranscriptScreen(self.last_report))
+
+    # --- quit ----------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if not self.unsaved:
+            self.exit(0)
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == "discard":
+                self.exit(0)
+            elif choice == "save":
+                smtp_changed = self.saved.smtp != self._settings.smtp
+                if self.save():
+                    if smtp_changed and self._settings.notifications.admin_email:
+                        self._exit_after_send = True  # exit once the test mail is out
+                    else:
+                        self.exit(0)
+
+        self.push_screen(QuitDialog(), answered)
+
+
+def build(args: argparse.Namespace, **kwargs: object) -> MikoApp:
+    """The app for `mikotui [--config P] [--lang L] [--sandbox]`. A config
+    file that does not exist yet starts from the defaults and is created on
+    save; a broken one raises ConfigError (one line from the CLI)."""
+    path = config.resolve_path(getattr(args, "config", None))
+    if path.exists():
+        settings = config.load(path)
+    else:
+        settings = dataclasses.replace(
+            config.defaults(i18n.language(getattr(args, "lang", None))), path=path)
+    lang = i18n.language(getattr(args, "lang", None), settings.ui.language)
+    return MikoApp(settings, path, lang, sandbox=bool(getattr(args, "sandbox", False)),
+                   **kwargs)  # type: ignore[arg-type]
+
+
+def run(args: argparse.Namespace) -> int:
+    app = build(args)
+    code = app.run()
+    return code if isinstance(code, int) else 0

@@ -1,0 +1,84 @@
+"""What every screen shares: the bar of screens with the unsaved marker, the
+sandbox banner, the test-send progress line and the footer of keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.dom import DOMNode
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from mikotui import i18n
+from mikotui.widgets.nav import NavBar
+
+if TYPE_CHECKING:
+    from mikotui.app import MikoApp
+
+
+def translate_bindings(node: DOMNode, lang: str) -> None:
+    """Bindings are declared with i18n keys as descriptions; put them in `lang`."""
+    for key, bindings in node._bindings.key_to_bindings.items():
+        node._bindings.key_to_bindings[key] = [
+            dataclasses.replace(b, description=i18n.ui(lang, b.description))
+            if b.description else b
+            for b in bindings
+        ]
+
+
+def still_cursors(screen: Screen) -> None:  # type: ignore[type-arg]
+    """No blinking cursor when the app asks for none (snapshots, slow links)."""
+    if not getattr(screen.app, "blink", True):
+        for widget in screen.query("Input, TextArea"):
+            widget.cursor_blink = False  # type: ignore[attr-defined]
+
+
+class BaseScreen(Screen[None]):
+    MODE = ""
+
+    @property
+    def miko(self) -> MikoApp:
+        return cast("MikoApp", self.app)
+
+    def t(self, key: str, **values: object) -> str:
+        return i18n.ui(self.miko.lang, key, **values)
+
+    def on_mount(self) -> None:
+        translate_bindings(self, self.miko.lang)
+        still_cursors(self)
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        if self.miko.sandbox_mode:
+            yield Static(id="sandbox-banner")
+        yield from self.compose_body()
+        yield Static(id="progress")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_state()
+
+    def refresh_state(self) -> None:
+        app = self.miko
+        self.query_one(NavBar).show(app.unsaved, app.lang)
+        if app.sandbox_mode:
+            port = app.sandbox.port if app.sandbox else "…"
+            self.query_one("#sandbox-banner", Static).update(self.t("sandbox.banner", port=port))
+        progress = self.query_one("#progress", Static)
+        if app.phase.name:
+            progress.update(self.t("send.phase", to=app.phase.to,
+                                   phase=self.t(f"phase.{app.phase.name}")))
+            progress.display = True
+        else:
+            progress.display = False
+
+    def focus_key(self, key: str) -> None:
+        """Bring the field of a config key into view (after a refused save)."""
+        widget = self.query(f"#{key.replace('.', '--')}")
+        if widget:
+            widget.first().focus()

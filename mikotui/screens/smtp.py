@@ -1,0 +1,196 @@
+"""F1: the SMTP connection (the seed's first screen): server, login, sender,
+admin address, encryption, certificate check, the master switch; provider
+presets; what the host/port/encryption combination will really do."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import HorizontalGroup, VerticalScroll
+from textual.widgets import Button, Checkbox, Input, RadioButton, RadioSet, Select
+
+from mikotui.config import ENCRYPTIONS, Problem, Settings
+from mikotui.screens.base import BaseScreen
+from mikotui.widgets.form import Field, key_of, value_of, widget_id, with_value
+
+# The seed's three providers (SPEC §6): host, port, encryption.
+PRESETS: dict[str, tuple[str, int, str]] = {
+    "gmail": ("smtp.gmail.com", 587, "starttls"),
+    "yandex": ("smtp.yandex.ru", 465, "ssl"),
+    "mailru": ("smtp.mail.ru", 465, "ssl"),
+}
+TEXT_KEYS = ("smtp.host", "smtp.port", "smtp.username", "smtp.password",
+             "smtp.sender_address", "smtp.sender_name", "notifications.admin_email")
+BOOL_KEYS = ("smtp.verify_certificate", "notifications.enabled")
+
+
+def preset_of(host: str) -> str:
+    name = host.split("://")[-1].split(":")[0].strip().lower()
+    return next((p for p, (h, _, _) in PRESETS.items() if h == name), "other")
+
+
+def port_hint(settings: Settings) -> tuple[str, dict[str, object]] | None:
+    """The classic mistakes (SPEC §6): 465 wants implicit TLS, 587 STARTTLS."""
+    try:
+        ep = settings.smtp.endpoint()
+    except ValueError:
+        return None
+    if ep.port == 465 and ep.encryption != "ssl":
+        return "hint.465", {"enc": ep.encryption}
+    if ep.port == 587 and ep.encryption == "ssl":
+        return "hint.587", {}
+    if ep.port == 25 and ep.encryption == "ssl":
+        return "hint.25", {}
+    return None
+
+
+class SmtpScreen(BaseScreen):
+    MODE = "smtp"
+
+    def compose_body(self) -> ComposeResult:
+        s = self.miko.settings
+        t = self.t
+        with VerticalScroll(id="smtp-form", classes="form"):
+            yield Field("preset", t("label.preset"), Select(
+                [(t(f"preset.{p}"), p) for p in (*PRESETS, "other")],
+                value=preset_of(s.smtp.host), allow_blank=False, compact=True, id="preset"))
+            yield Field("smtp.host", t("label.smtp.host"),
+                        Input(s.smtp.host, id="smtp--host", compact=True,
+                              placeholder="smtp.example.com"))
+            yield Field("smtp.port", t("label.smtp.port"),
+                        Input(str(s.smtp.port), id="smtp--port", compact=True, type="integer",
+                              classes="short"))
+            yield Field("smtp.encryption", t("label.smtp.encryption"), RadioSet(
+                *(RadioButton(t(f"enc.{e}"), value=e == s.smtp.encryption, id=f"enc-{e}",
+                              compact=True) for e in ENCRYPTIONS),
+                id="smtp--encryption", compact=True))
+            yield Field("smtp.verify_certificate", "", Checkbox(
+                t("label.smtp.verify_certificate"), s.smtp.verify_certificate,
+                id="smtp--verify_certificate", compact=True))
+            yield Field("smtp.username", t("label.smtp.username"),
+                        Input(s.smtp.username, id="smtp--username", compact=True))
+            yield Field("smtp.password", t("label.smtp.password"),
+                        Input(s.smtp.password, id="smtp--password", password=True,
+                              compact=True),
+                        Button(t("password.show"), id="show-password", compact=True))
+            yield Field("smtp.sender_address", t("label.smtp.sender_address"),
+                        Input(s.smtp.sender_address, id="smtp--sender_address", compact=True,
+                              placeholder=t("placeholder.sender_address")))
+            yield Field("smtp.sender_name", t("label.smtp.sender_name"),
+                        Input(s.smtp.sender_name, id="smtp--sender_name", compact=True,
+                              placeholder="MikoPBX notification"))
+            yield Field("notifications.admin_email", t("label.notifications.admin_email"),
+                        Input(s.notifications.admin_email, id="notifications--admin_email",
+                              compact=True))
+            yield Field("notifications.enabled", "", Checkbox(
+                t("label.notifications.enabled"), s.notifications.enabled,
+                id="notifications--enabled", compact=True))
+            with HorizontalGroup(classes="buttons"):
+                yield Button(t("button.test"), id="send-test", variant="primary", compact=True)
+                yield Button(t("button.save"), id="save", compact=True)
+                yield Button(t("button.transcript"), id="transcript", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.refresh_state()
+
+    # --- edits ----------------------------------------------------------------
+
+    @on(Input.Changed)
+    def text_changed(self, event: Input.Changed) -> None:
+        key = key_of(event.input)
+        if key not in TEXT_KEYS:
+            return
+        value: object = event.value
+        if key == "smtp.port":
+            try:
+                value = int(event.value)
+            except ValueError:
+                self.miko.set_input_error(key, self.t("error.whole_number"))
+                return
+            self.miko.input_errors.pop(key, None)
+        self.miko.edit(with_value(self.miko.settings, key, value))
+        self.refresh_state()
+
+    @on(Checkbox.Changed)
+    def switch_changed(self, event: Checkbox.Changed) -> None:
+        key = key_of(event.checkbox)
+        if key in BOOL_KEYS:
+            self.miko.edit(with_value(self.miko.settings, key, event.value))
+
+    @on(RadioSet.Changed, "#smtp--encryption")
+    def encryption_changed(self, event: RadioSet.Changed) -> None:
+        if event.pressed.id:
+            self.miko.edit(with_value(self.miko.settings, "smtp.encryption",
+                                      event.pressed.id.removeprefix("enc-")))
+
+    @on(Select.Changed, "#preset")
+    def preset_changed(self, event: Select.Changed) -> None:
+        preset = PRESETS.get(str(event.value))
+        s = self.miko.settings
+        if preset and preset_of(s.smtp.host) != event.value:
+            host, port, encryption = preset
+            self.miko.edit(replace(s, smtp=replace(s.smtp, host=host, port=port,
+                                                   encryption=encryption)))
+            self.sync_widgets()
+        self.refresh_state()
+
+    def sync_widgets(self) -> None:
+        """Show the App's settings in the fields (after a preset filled some)."""
+        s = self.miko.settings
+        for key in TEXT_KEYS:
+            widget = self.query_one(f"#{widget_id(key)}", Input)
+            if key == "smtp.port" and key in self.miko.input_errors:
+                continue
+            text = str(value_of(s, key))
+            if widget.value != text:
+                widget.value = text
+        self.query_one(f"#enc-{s.smtp.encryption}", RadioButton).value = True
+
+    # --- buttons ----------------------------------------------------------------
+
+    @on(Button.Pressed, "#show-password")
+    def toggle_password(self, event: Button.Pressed) -> None:
+        field = self.query_one("#smtp--password", Input)
+        field.password = not field.password
+        event.button.label = self.t("password.show" if field.password else "password.hide")
+
+    @on(Button.Pressed, "#send-test")
+    def send_test(self) -> None:
+        self.miko.action_send_test()
+
+    @on(Button.Pressed, "#save")
+    def save(self) -> None:
+        self.miko.save()
+
+    @on(Button.Pressed, "#show-transcript")
+    def transcript(self) -> None:
+        self.miko.action_transcript()
+
+    # --- state ----------------------------------------------------------------
+
+    def refresh_state(self) -> None:
+        super().refresh_state()
+        app = self.miko
+        hints: dict[str, str] = {}
+        try:
+            ep = app.settings.smtp.endpoint()
+            if (ep.host, ep.port, ep.encryption) != (app.settings.smtp.host, app.settings.smtp.port,
+                                                     app.settings.smtp.encryption):
+                hints["smtp.host"] = self.t("hint.endpoint", host=ep.host, port=ep.port,
+                                            enc=self.t(f"enc.{ep.encryption}"))
+        except ValueError:
+            pass
+        mistake = port_hint(app.settings)
+        if mistake:
+            hints["smtp.port"] = self.t(mistake[0], **mistake[1])
+        preset = str(self.query_one("#preset", Select).value)
+        if preset in PRESETS:
+            hints["preset"] = self.t(f"preset.{preset}.note")
+        for field in self.query(Field):
+            problems = [p for p in app.problems if p.key == field.key]
+            if field.key in app.input_errors:
+                problems = [Problem(field.key, app.input_errors[field.key])]
+            field.show(problems, hints.get(field.key, ""), app.lang)

@@ -1,0 +1,94 @@
+"""A template screen (missed call, voicemail): its address, subject, body
+and footer beside the parameter list and the live preview."""
+
+from __future__ import annotations
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Input, Label, OptionList, TextArea
+
+from mikotui.screens.base import BaseScreen
+from mikotui.widgets.email_preview import EmailPreview
+from mikotui.widgets.form import Field, key_of, widget_id, with_value
+from mikotui.widgets.parameter_list import ParameterList
+
+PARTS = ("subject", "body", "footer")
+
+
+class TemplateScreen(BaseScreen):
+    SECTION = ""  # "missed_call" | "voicemail"
+    PREVIEW = ""  # preview.build kind: "missed" | "voicemail"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Where a chosen parameter goes: the template field used last.
+        self._target = f"{self.SECTION}.body"
+
+    def compose_body(self) -> ComposeResult:
+        tpl = getattr(self.miko.settings, self.SECTION)
+        s = self.SECTION
+        with Horizontal(classes="template"):
+            with Vertical(classes="template-form"):
+                yield Field(f"{s}.email", self.t(f"label.{s}.email"),
+                            Input(tpl.email, id=widget_id(f"{s}.email"), compact=True))
+                yield Field(f"{s}.subject", self.t("label.subject"),
+                            Input(tpl.subject, id=widget_id(f"{s}.subject"), compact=True))
+                yield Label(self.t("label.body"), classes="area-label")
+                yield TextArea(tpl.body, id=widget_id(f"{s}.body"), soft_wrap=True,
+                               classes="body", compact=True)
+                yield Field(f"{s}.body", "")
+                yield Label(self.t("label.footer"), classes="area-label")
+                yield TextArea(tpl.footer, id=widget_id(f"{s}.footer"), soft_wrap=True,
+                               classes="footer", compact=True)
+                yield Field(f"{s}.footer", "")
+            with Vertical(classes="template-side"):
+                yield Label(self.t("label.parameters"), classes="area-label")
+                yield ParameterList(s, self.miko.lang, id="parameters", compact=True)
+                yield Label(self.t("label.preview"), classes="area-label")
+                yield EmailPreview(self.PREVIEW, id="preview")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.refresh_state()
+
+    # --- edits ----------------------------------------------------------------
+
+    @on(Input.Changed)
+    def line_changed(self, event: Input.Changed) -> None:
+        self._edited(event.input, event.value)
+
+    @on(TextArea.Changed)
+    def area_changed(self, event: TextArea.Changed) -> None:
+        self._edited(event.text_area, event.text_area.text)
+
+    def _edited(self, widget: Widget, value: str) -> None:
+        key = key_of(widget)
+        if key and key.startswith(self.SECTION + "."):
+            self.miko.edit(with_value(self.miko.settings, key, value))
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        key = key_of(event.widget)
+        if key and key.split(".")[1] in PARTS:
+            self._target = key
+
+    @on(OptionList.OptionSelected, "#parameters")
+    def insert_parameter(self, event: OptionList.OptionSelected) -> None:
+        """Put the chosen parameter at the cursor of the last template field."""
+        name = event.option.id or ""
+        target = self.query_one(f"#{widget_id(self._target)}")
+        if isinstance(target, TextArea):
+            target.insert(name)
+        elif isinstance(target, Input):
+            target.insert_text_at_cursor(name)
+        target.focus()
+
+    # --- state ----------------------------------------------------------------
+
+    def refresh_state(self) -> None:
+        super().refresh_state()
+        app = self.miko
+        for field in self.query(Field):
+            field.show([p for p in app.problems if p.key == field.key], "", app.lang)
+        self.query_one(EmailPreview).show(app.settings, app.lang)

@@ -1,0 +1,27 @@
+"""The top line: the four screens (clickable, with their F-keys) and the
+unsaved-changes marker."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from mikotui import i18n
+
+SCREENS = (("smtp", "F1"), ("missed", "F2"), ("voicemail", "F3"), ("outbox", "F4"))
+
+
+class NavBar(Static):
+    def __init__(self, current: str) -> None:
+        super().__init__(id="nav")
+        self.current = current
+
+    def show(self, unsaved: bool, lang: str) -> None:
+        parts: list[str] = []
+        for mode, key in SCREENS:
+            label = f" {key} {i18n.ui(lang, 'nav.' + mode)} "
+            if mode == self.current:
+                parts.append(f"[bold $text on $primary]{label}[/]")
+            else:
+                parts.append(f"[@click=app.switch_mode('{mode}')]{label}[/]")
+        marker = f"  [$warning]● {i18n.ui(lang, 'unsaved')}[/]" if unsaved else ""
+        self.update("".join(parts) + marker)
