@@ -58,7 +58,7 @@ class Courier:
         if not pending:
             return report
         try:
-            async with smtp.Connection(self.settings.smtp) as conn:
+            async with smtp.Connection(self.settings.smtp, record=False) as conn:
                 while pending:
                     if stop is not None and stop.is_set():
                         break
@@ -92,16 +92,13 @@ class Courier:
         try:
             result = await conn.send(msg, list(owed))
         except smtp.SmtpFailure as exc:
-            refused = getattr(exc, "refused", None) or {}
-            if exc.permanent:
-                why = _describe(exc)
-                for addr in owed:
-                    code, text = refused.get(addr, (exc.code, exc.server_message))
-                    refused.setdefault(addr, (code or 550, text or why))
-                self._settle(entry, (), refused, report, exc.kind)
+            if exc.refused:  # every recipient refused, each with its own code
+                self._settle(entry, (), exc.refused, report, exc.kind)
+            elif exc.permanent:  # the message itself (sender, size, content)
+                self._fail(entry, entry.meta, report, exc.kind, exc.code, _describe(exc))
             else:
                 self._defer(entry, report, exc.kind, exc.code, _describe(exc))
-            return not _connection_lost(exc)
+            return exc.kind not in ("timeout", "disconnected")
         self._settle(entry, result.accepted, result.refused, report, "")
         return True
 
@@ -173,13 +170,6 @@ def _status(refused: dict, accepted) -> int | None:
 def _describe(exc: smtp.SmtpFailure) -> str:
     text = " ".join(str(exc.server_message or exc).split())
     return f"{exc.code} {text}" if exc.code else text
-
-
-def _connection_lost(exc: smtp.SmtpFailure) -> bool:
-    """A refusal of this message leaves the session usable; anything else
-    (timeout, disconnect, TLS) means a new connection for the rest."""
-    return not (exc.code and 400 <= exc.code < 600 and exc.kind not in
-                ("timeout", "disconnected", "connection"))
 
 
 # --- entry points ------------------------------------------------------------------

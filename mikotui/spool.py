@@ -148,8 +148,11 @@ class Spool:
     def ensure(self) -> Spool:
         """Create the folders (0700); cheap when they exist."""
         try:
+            if not self.root.is_dir():
+                self.root.parent.mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(mode=0o700, exist_ok=True)
             for name in DIRS:
-                (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+                (self.root / name).mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise SpoolError(f"cannot use the spool {self.root}: {exc.strerror}") from None
         return self

@@ -1,0 +1,264 @@
+"""`mikotui notify ...` end to end: the real command in a subprocess, a real
+SMTP server on 127.0.0.1, a real spool directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, ROOT
+from notify_support import ADMIN, GENERAL_MISSED, VOICEMAIL, Server, entries, settings_for, write
+
+WAV = (FIXTURES / "voicemail-1s.wav").read_bytes()
+
+
+@pytest.fixture
+def server():
+    with Server() as s:
+        yield s
+
+
+@pytest.fixture
+def conf(tmp_path: Path, server: Server) -> str:
+    return write(tmp_path, settings_for(tmp_path, server.port))
+
+
+def spool_of(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+# --- routing (SPEC §4) ------------------------------------------------------------
+
+def test_missed_call_goes_to_the_called_employee(cli, conf, server, tmp_path):
+    r = cli("--config", conf, "notify", "missed", "--caller", "79261234567",
+            "--caller-name", "Иван Петров", "--called", "201", "--duration", "23",
+            "--date", "2026-11-26 14:03:12")
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert got.rcpt_tos == ("smith@pbx.test",)
+    msg = got.parse()
+    assert msg["Subject"] == "Missed Call from 79261234567"
+    text = msg.get_body(("plain",)).get_content()
+    assert "Иван Петров 79261234567" in text
+    assert "Smith James 201" in text  # NOTIFICATION_NAME_TO from the card
+    assert "2026-11-26 14:03:12" in text and "23 s" in text
+    assert entries(spool_of(tmp_path), "queue") == []
+
+
+def test_missed_call_caller_name_from_the_card_of_an_internal_caller(cli, conf, server):
+    r = cli("--config", conf, "notify", "missed", "--caller", "204", "--called", "201")
+    assert r.returncode == 0, r.stderr_text
+    text = server.received[0].parse().get_body(("plain",)).get_content()
+    assert "Petrov Oleg 204" in text
+
+
+@pytest.mark.parametrize("called", ["202", "999"])  # a card without email; no card
+def test_missed_call_falls_back_to_the_general_address(cli, conf, server, called):
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", called)
+    assert r.returncode == 0, r.stderr_text
+    assert [g.rcpt_tos for g in server.received] == [(GENERAL_MISSED,)]
+
+
+def test_missed_call_with_nowhere_to_go_is_logged_and_not_queued(cli, tmp_path, server):
+    s = settings_for(tmp_path, server.port)
+    conf = write(tmp_path, replace(s, missed_call=replace(s.missed_call, email="")))
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "999")
+    assert r.returncode == 0
+    assert "event=dropped" in r.stderr_text and "nobody" in r.stderr_text
+    assert server.received == []
+    assert entries(spool_of(tmp_path), "queue") == []
+    assert "event=dropped" in (spool_of(tmp_path) / "mikotui.log").read_text()
+
+
+def test_voicemail_goes_to_those_who_missed_it_the_mailbox_and_the_voicemail_address(
+        cli, tmp_path, server):
+    s = settings_for(tmp_path, server.port)
+    # The voicemail address is also an employee's, in another case: sent once.
+    conf = write(tmp_path, replace(s, voicemail=replace(s.voicemail, email="ANNA@pbx.test")))
+    fixture = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()  # mailbox 201
+    r = cli("--config", conf, "notify", "voicemail", "--missed-by", "203,202,204",
+            input=fixture)
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert sorted(a.lower() for a in got.rcpt_tos) == [
+        "anna@pbx.test", "oleg@pbx.test", "smith@pbx.test"]
+
+
+def test_system_alert_goes_to_the_admin_with_the_text_from_stdin(cli, conf, server):
+    r = cli("--config", conf, "notify", "system", "--subject", "Low disk space",
+            input="Only 3% left on /storage\n")
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert got.rcpt_tos == (ADMIN,)
+    assert got.subject == "Low disk space"
+    assert "Only 3% left" in got.parse().get_body(("plain",)).get_content()
+
+
+def test_master_switch_off_queues_nothing(cli, tmp_path, server):
+    s = settings_for(tmp_path, server.port)
+    conf = write(tmp_path, replace(s, notifications=replace(s.notifications, enabled=False)))
+    fixture = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    for args, data in ((("missed", "--caller", "5", "--called", "201"), None),
+                       (("voicemail",), fixture),
+                       (("system", "--subject", "x", "--message", "y"), None)):
+        r = cli("--config", conf, "notify", *args, input=data)
+        assert r.returncode == 0
+        assert r.stderr_text.count("\n") == 1 and "event=dropped" in r.stderr_text
+    assert server.received == []
+    spool = spool_of(tmp_path)
+    assert all(entries(spool, state) == [] for state in ("queue", "active", "failed"))
+
+
+# --- the three Asterisk fixtures --------------------------------------------------
+
+@pytest.mark.parametrize("name, subject, recipients, attached", [
+    ("asterisk-voicemail-default.eml", "New Voicemail Message from John Doe 74951234567",
+     {"smith@pbx.test", VOICEMAIL}, True),
+    ("asterisk-voicemail-mikopbx-json.eml",
+     "New Voicemail Message from Иван Петров 79261234567", {VOICEMAIL}, True),
+    ("asterisk-voicemail-noattach.eml", "New Voicemail Message from", {VOICEMAIL}, False),
+])
+def test_voicemail_fixture(cli, conf, server, name, subject, recipients, attached):
+    r = cli("--config", conf, "notify", "voicemail", input=(FIXTURES / name).read_bytes())
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    msg = got.parse()
+    assert set(got.rcpt_tos) == recipients
+    assert msg["Subject"] == subject
+    files = list(msg.iter_attachments())
+    if attached:
+        [wav] = files
+        assert wav.get_content_type() == "audio/x-wav"
+        assert wav.get_filename().startswith("voicemail-2026-11-26-")
+        assert wav.get_filename().endswith(".wav")
+        assert wav.get_content() == WAV
+    else:
+        assert files == []
+        assert "No recording" in msg.get_body(("plain",)).get_content()
+
+
+def test_voicemail_key_value_body_from_asterisk_config(cli, conf, server):
+    """The body `asterisk-config` tells Asterisk to write is read back, and a
+    blank caller name is taken from the employee card of the number."""
+    body = ("VM_MAILBOX=201\nVM_MSGNUM=4\nVM_DUR=0:09\nVM_DATE=2026-11-27 10:00:00\n"
+            "VM_CIDNUM=204\nVM_NAME=Smith James\nVM_CIDNAME=\nVM_CALLERID=<204>\n")
+    mail = ("Date: Fri, 27 Nov 2026 10:00:00 +0000\nFrom: asterisk@pbx\nTo: x@pbx\n"
+            "Subject: New voicemail in mailbox 201\nMIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=UTF-8\n\n" + body + ".\n")
+    r = cli("--config", conf, "notify", "voicemail", input=mail)
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert got.subject == "New Voicemail Message from Petrov Oleg 204"
+    assert set(got.rcpt_tos) == {"smith@pbx.test", VOICEMAIL}
+
+
+def test_big_recording_is_left_out_and_the_body_says_so(cli, tmp_path, server):
+    s = settings_for(tmp_path, server.port)
+    conf = write(tmp_path, replace(s, voicemail=replace(s.voicemail, max_attachment_mb=0.01)))
+    r = cli("--config", conf, "notify", "voicemail",
+            input=(FIXTURES / "asterisk-voicemail-default.eml").read_bytes())
+    assert r.returncode == 0, r.stderr_text
+    msg = server.received[0].parse()
+    assert list(msg.iter_attachments()) == []
+    assert "not attached" in msg.get_body(("plain",)).get_content()
+
+
+# --- bad input ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("garbage", [
+    b"", b"hello\n", os.urandom(4096), b"Subject: hi\n\njust text\n",
+])
+def test_garbage_stdin_is_kept_failed_and_reported(cli, conf, server, tmp_path, garbage):
+    r = cli("--config", conf, "notify", "voicemail", input=garbage)
+    assert r.returncode == 65, r.stderr_text
+    [failed] = entries(spool_of(tmp_path), "failed")
+    kept = spool_of(tmp_path) / "failed" / failed["id"] / "raw.eml"
+    assert kept.read_bytes() == garbage
+    assert failed["failed_reason"]
+    # The administrator is told, once.
+    [alert] = server.received
+    assert alert.rcpt_tos == (ADMIN,)
+    assert failed["id"] in alert.parse().get_body(("plain",)).get_content()
+
+
+def test_oversized_stdin_is_refused_before_parsing_and_kept(cli, conf, server, tmp_path):
+    big = b"X-Asterisk-CallerID: 1\n\n" + b"A" * (50 * 1024 * 1024 + 1)
+    r = cli("--config", conf, "notify", "voicemail", "--queue-only", input=big)
+    assert r.returncode == 65
+    [failed] = entries(spool_of(tmp_path), "failed")
+    assert "over the 50 MB limit" in failed["failed_reason"]
+    kept = spool_of(tmp_path) / "failed" / failed["id"] / "raw.eml"
+    assert kept.stat().st_size == len(big)
+    assert server.received == []  # --queue-only: the alert waits in the queue
+    [alert] = entries(spool_of(tmp_path), "queue")
+    assert alert["kind"] == "alert" and alert["recipients"] == [ADMIN]
+
+
+# --- header injection ----------------------------------------------------------------
+
+def test_cr_lf_caller_name_cannot_inject_headers(cli, conf, server):
+    evil = "Evil\r\nBcc: victim@evil.test\r\nSubject: pwned"
+    r = cli("--config", conf, "notify", "missed", "--caller", "5\r\nX-Injected: 1",
+            "--caller-name", evil, "--called", "201")
+    assert r.returncode == 0, r.stderr_text
+    json_body = ('{%|%VM_CALLERID%|%:%|%"Evil\rBcc: victim@evil.test" <7>%|%,'
+                 '%|%VM_MAILBOX%|%:%|%201%|%,%|%VM_DUR%|%:%|%0:01%|%}')
+    mail = ("Date: Fri, 27 Nov 2026 10:00:00 +0000\nFrom: asterisk@pbx\n"
+            "X-Asterisk-CallerIDName: Evil\nMIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=UTF-8\n\n" + json_body + "\n")
+    r = cli("--config", conf, "notify", "voicemail", input=mail)
+    assert r.returncode == 0, r.stderr_text
+    assert len(server.received) == 2
+    for got in server.received:
+        assert "victim@evil.test" not in got.rcpt_tos
+        msg = got.parse()
+        assert msg["Bcc"] is None and msg["X-Injected"] is None
+        assert len(msg.get_all("Subject")) == 1
+        head = got.data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        assert not any(line.startswith((b"Bcc:", b"X-Injected:"))
+                       for line in head.replace(b"\r", b"\n").split(b"\n"))
+
+
+# --- the enqueue path ---------------------------------------------------------------
+
+def test_queue_only_is_durable_private_and_light(tmp_path, conf):
+    """The enqueue path imports no asyncio, textual or rich, and leaves one
+    whole, private entry in queue/."""
+    probe = (
+        "import sys\n"
+        "from mikotui.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "heavy = sorted(m for m in ('asyncio', 'textual', 'rich', 'aiosmtplib') "
+        "if m in sys.modules)\n"
+        "print(rc, heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe, "--config", conf, "notify", "missed",
+                        "--caller", "5", "--called", "201", "--queue-only"],
+                       check=False, capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.stdout.strip() == "0 []", r.stderr
+    spool = spool_of(tmp_path)
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    for d in ("tmp", "queue", "active", "failed"):
+        assert stat.S_IMODE((spool / d).stat().st_mode) == 0o700
+    [meta] = entries(spool, "queue")
+    entry = spool / "queue" / meta["id"]
+    assert meta["owed"] == ["smith@pbx.test"] and meta["attempts"] == 0
+    assert (entry / "message.eml").stat().st_size == meta["size"]
+    for f in entry.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+
+
+def test_asterisk_config_prints_the_voicemail_conf_lines(cli, conf):
+    r = cli("--config", conf, "asterisk-config")
+    assert r.returncode == 0
+    lines = r.stdout_text.splitlines()
+    assert "attach=yes" in lines
+    [mailcmd] = [ln for ln in lines if ln.startswith("mailcmd=")]
+    assert mailcmd.endswith(f"--config {conf} notify voicemail")
+    [body] = [ln for ln in lines if ln.startswith("emailbody=")]
+    assert "VM_CALLERID=${VM_CALLERID}\\n" in body and '"' not in body
