@@ -1,0 +1,817 @@
+"""One SMTP connection from the settings: TLS modes, certificate checks, AUTH
+only where it is safe, a bound on the whole send, a swaks-like transcript, and
+every failure as one `SmtpFailure` with a kind a person (or the deliverer) can
+act on.
+
+    async with Connection(settings.smtp) as conn:     # connect, TLS, AUTH
+        result = await conn.send(msg)                  # as many as needed
+
+    result = await send_message(settings.smtp, msg)   # one-shot, bounded by smtp.timeout
+
+aiosmtplib does the protocol; this module decides the steps itself (no
+`start_tls=None` guess, an explicit local hostname so no DNS lookup happens at
+connect) and watches the bytes on the wire for the transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Self
+
+import aiosmtplib
+from aiosmtplib.email import extract_recipients
+
+from mikotui import config
+
+if TYPE_CHECKING:
+    from mikotui.config import Settings
+
+# How long a silent server may keep us waiting for its greeting before we ask
+# whether it is an implicit-TLS port (a plain client there waits forever).
+GREETING_PATIENCE = 2.0
+PROBE_TIMEOUT = 2.0
+QUIT_TIMEOUT = 2.0
+
+# --- failures --------------------------------------------------------------------
+
+# kind (or "kind/variant") -> one-line hint, en and ru.
+HINTS: dict[str, dict[str, str]] = {
+    "config": {
+        "en": "Fix the SMTP settings (host, port, encryption).",
+        "ru": "Исправьте настройки SMTP (хост, порт, шифрование).",
+    },
+    "dns": {
+        "en": "The server name does not resolve: check the host for typos and the PBX's DNS.",
+        "ru": "Имя сервера не находится в DNS: проверьте хост на опечатки и DNS на АТС.",
+    },
+    "refused": {
+        "en": "Nothing accepts connections there: check the host and port, and the firewall.",
+        "ru": "По этому адресу соединения не принимаются: проверьте хост, порт и файрвол.",
+    },
+    "timeout": {
+        "en": "The server did not answer in time: check the port, the firewall "
+              "(outgoing 25/465/587 are often blocked) or raise smtp.timeout.",
+        "ru": "Сервер не ответил вовремя: проверьте порт, файрвол (исходящие 25/465/587 "
+              "часто закрыты) или увеличьте smtp.timeout.",
+    },
+    "tls_handshake": {
+        "en": "The TLS handshake failed: check the encryption mode and port.",
+        "ru": "Не удалось установить TLS: проверьте режим шифрования и порт.",
+    },
+    "certificate": {
+        "en": "The server's certificate is not trusted; fix it on the server, or turn "
+              "off the certificate check only for a server you know.",
+        "ru": "Сертификату сервера нет доверия; исправьте его на сервере или отключите "
+              "проверку сертификата только для своего сервера.",
+    },
+    "certificate/expired": {
+        "en": "The server's certificate has expired: it must be renewed on the server.",
+        "ru": "Срок действия сертификата сервера истёк: его нужно обновить на сервере.",
+    },
+    "certificate/self_signed": {
+        "en": "The server's certificate is self-signed: turn off the certificate check "
+              "only if this is your own server.",
+        "ru": "Сертификат сервера самоподписанный: отключайте проверку сертификата, "
+              "только если это ваш собственный сервер.",
+    },
+    "certificate/wrong_host": {
+        "en": "The certificate is for another name: use the host name the certificate "
+              "was issued for.",
+        "ru": "Сертификат выдан на другое имя: укажите то имя хоста, на которое он выдан.",
+    },
+    "protocol_mismatch": {
+        "en": "The port speaks another protocol than the encryption set: use ssl for "
+              "465, starttls for 587.",
+        "ru": "Порт работает в другом режиме, чем выбранное шифрование: для 465 — ssl, "
+              "для 587 — starttls.",
+    },
+    "protocol_mismatch/tls_port": {
+        "en": "This port expects implicit TLS (as 465 does): set encryption to ssl.",
+        "ru": "Этот порт ждёт TLS сразу (как 465): выберите шифрование ssl.",
+    },
+    "protocol_mismatch/plain_port": {
+        "en": "This port speaks plain SMTP (as 587 and 25 do): set encryption to starttls.",
+        "ru": "Этот порт работает без TLS в начале (как 587 и 25): выберите шифрование "
+              "starttls.",
+    },
+    "starttls_unavailable": {
+        "en": "The server does not offer STARTTLS here: use ssl on port 465, or another "
+              "port; nothing was sent unencrypted.",
+        "ru": "Сервер не предлагает STARTTLS: используйте ssl на порту 465 или другой "
+              "порт; ничего не отправлено открытым текстом.",
+    },
+    "insecure_auth_refused": {
+        "en": "Refusing to send the password without encryption: turn on starttls or "
+              "ssl (or set smtp.allow_insecure_auth = true for a trusted local server).",
+        "ru": "Пароль не отправляется без шифрования: включите starttls или ssl (или "
+              "smtp.allow_insecure_auth = true для доверенного локального сервера).",
+    },
+    "auth_failed": {
+        "en": "The server rejected the login or password: check both (the login is "
+              "often the full email address).",
+        "ru": "Сервер отверг логин или пароль: проверьте их (логин часто — полный "
+              "адрес почты).",
+    },
+    "auth_failed/app_password": {
+        "en": "The server rejected the password: this provider needs an app password "
+              "(made in the account's security settings), not the account password.",
+        "ru": "Сервер отверг пароль: этому почтовому сервису нужен пароль приложения "
+              "(создаётся в настройках безопасности аккаунта), а не пароль от почты.",
+    },
+    "auth_unavailable": {
+        "en": "The server offers no login here: clear the login, or use the port and "
+              "encryption where the server accepts it.",
+        "ru": "Сервер здесь не предлагает вход: очистите логин или выберите порт и "
+              "шифрование, где вход доступен.",
+    },
+    "auth_required": {
+        "en": "The server wants a login before it accepts mail: set the login and password.",
+        "ru": "Сервер требует вход перед отправкой: укажите логин и пароль.",
+    },
+    "sender_refused": {
+        "en": "The server refused the sender address: use the mailbox you log in with "
+              "as the sender.",
+        "ru": "Сервер отверг адрес отправителя: укажите отправителем тот ящик, под "
+              "которым выполняется вход.",
+    },
+    "recipient_refused": {
+        "en": "The server refused the recipient: check the address.",
+        "ru": "Сервер отверг получателя: проверьте адрес.",
+    },
+    "too_big": {
+        "en": "The message is too big for the server: lower voicemail.max_attachment_mb.",
+        "ru": "Письмо слишком велико для сервера: уменьшите voicemail.max_attachment_mb.",
+    },
+    "temporary": {
+        "en": "The server asked to try later; the notification stays queued and is "
+              "retried.",
+        "ru": "Сервер попросил повторить позже; уведомление остаётся в очереди и будет "
+              "отправлено снова.",
+    },
+    "disconnected": {
+        "en": "The server closed the connection unexpectedly; it will be tried again.",
+        "ru": "Сервер неожиданно закрыл соединение; отправка будет повторена.",
+    },
+    "permanent": {
+        "en": "The server refused the message; read its answer above.",
+        "ru": "Сервер отказался принять письмо; см. его ответ выше.",
+    },
+}
+
+# Failures where the same send later would fail the same way.
+PERMANENT_KINDS = frozenset({
+    "config", "certificate", "tls_handshake", "protocol_mismatch", "starttls_unavailable",
+    "insecure_auth_refused", "auth_failed", "auth_unavailable", "auth_required",
+    "too_big", "permanent",
+})
+# Providers whose 535 means "use an app password" (SPEC §6).
+APP_PASSWORD_HOSTS = ("gmail.com", "googlemail.com", "google.com", "yandex.ru", "yandex.com",
+                      "ya.ru", "mail.ru")
+
+
+class SmtpFailure(Exception):
+    """A send that did not happen, as one kind with the server's words."""
+
+    def __init__(self, kind: str, server_message: str = "", code: int | None = None, *,
+                 variant: str = "", endpoint: config.Endpoint | None = None,
+                 transcript: Transcript | None = None,
+                 refused: dict[str, tuple[int, str]] | None = None) -> None:
+        self.kind = kind
+        self.code = code
+        self.server_message = server_message
+        self.variant = variant  # e.g. "expired" for a certificate
+        self.endpoint = endpoint
+        self.transcript = transcript
+        self.refused = refused or {}  # recipient -> (code, message) when all were refused
+        super().__init__(self.summary())
+
+    @property
+    def permanent(self) -> bool:
+        if self.kind in ("sender_refused", "recipient_refused"):
+            return self.code is None or self.code >= 500
+        return self.kind in PERMANENT_KINDS
+
+    def hint(self, lang: str = "en") -> str:
+        key = f"{self.kind}/{self.variant}"
+        entry = HINTS.get(key) or HINTS.get(self.kind) or HINTS["permanent"]
+        return entry.get(lang) or entry["en"]
+
+    def summary(self) -> str:
+        """The server's answer or what happened, on one line."""
+        code = f"{self.code} " if self.code else ""
+        return " ".join(f"{code}{self.server_message}".split()) or self.kind
+
+
+# --- transcript ----------------------------------------------------------------
+
+@dataclass
+class TlsInfo:
+    version: str
+    cipher: str
+    bits: int | None
+    subject: str
+    issuer: str
+    not_after: str  # ISO date, UTC
+    verified: bool
+
+
+@dataclass
+class Transcript:
+    """What swaks shows. A line's direction: "->"/"<-" sent/received in the
+    clear, "~>"/"<~" inside TLS, "==" our own note, "**" an error. `t` is
+    seconds since the start. Secrets are masked when recorded and scrubbed
+    again on the way out."""
+
+    lines: list[tuple[str, str, float]] = field(default_factory=list)
+    tls: TlsInfo | None = None
+    auth: str = ""  # "" (none tried), "succeeded as USER", "failed: 535 ..."
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+    started: float = field(default_factory=time.monotonic, repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def add(self, direction: str, text: str) -> None:
+        self.lines.append((direction, self.scrub(text), time.monotonic() - self.started))
+
+    def note(self, text: str) -> None:
+        self.add("==", text)
+
+    def timed(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return text
+
+    def text(self) -> str:
+        out = [f"{'===' if d == '==' else '***' if d == '**' else ' ' + d} {line}"
+               for d, line, _ in self.lines]
+        if self.phases:
+            times = ", ".join(f"{k} {v:.3f} s" for k, v in self.phases.items())
+            out.append(f"=== Time: {times}")
+        return self.scrub("\n".join(out) + "\n")
+
+
+def secret_forms(username: str, password: str) -> tuple[str, ...]:
+    """The password and the base64 forms AUTH PLAIN / LOGIN put on the wire."""
+    if len(password) < 3:  # a shorter one would blank out ordinary words
+        return ()
+    u, p = username.encode(), password.encode()
+    forms = {password}
+    for raw in (p, b"\0" + u + b"\0" + p, u + b"\0" + p):
+        b64 = base64.b64encode(raw).decode()
+        forms.add(b64)
+        forms.add(b64.rstrip("="))
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+class _Wiretap:
+    """Records each SMTP line as it crosses the wire, on an aiosmtplib protocol.
+    Credentials after AUTH are masked before they are stored, and a message
+    body is summed up, not copied."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.t = transcript
+        self.tls = False
+        self._in = b""
+        self._auth = False
+
+    def attach(self, protocol: Any) -> None:
+        write, received = protocol.write, protocol.data_received
+
+        def tapped_write(data: bytes) -> None:
+            self.sent(data)
+            write(data)
+
+        def tapped_received(data: bytes) -> None:
+            self.received(data)
+            received(data)
+
+        protocol.write = tapped_write
+        protocol.data_received = tapped_received
+
+    def sent(self, data: bytes) -> None:
+        arrow = "~>" if self.tls else "->"
+        if data.count(b"\r\n") > 1:  # a command is one line: this is the message
+            self._sent_message(arrow, data)
+            return
+        line = data.decode("utf-8", "replace").rstrip("\r\n")
+        if line.upper().startswith("AUTH "):
+            self._auth = True
+            parts = line.split(" ", 2)
+            line = " ".join(parts[:2]) + (" [credentials hidden]" if len(parts) > 2 else "")
+        elif self._auth:
+            line = "[credentials hidden]"
+        self.t.add(arrow, line)
+
+    def _sent_message(self, arrow: str, data: bytes) -> None:
+        head, _, body = data.partition(b"\r\n\r\n")
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            self.t.add(arrow, line)
+        self.t.add(arrow, "")
+        body = body.removesuffix(b".\r\n")
+        lines = body.count(b"\r\n")
+        self.t.add(arrow, f"[body: {len(body)} bytes, {lines} lines]")
+        self.t.add(arrow, ".")
+
+    def received(self, data: bytes) -> None:
+        self._in += data
+        *lines, self._in = self._in.split(b"\n")
+        arrow = "<~" if self.tls else "<-"
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            if self._auth and not line.startswith("334"):
+                self._auth = False
+            self.t.add(arrow, line)
+
+
+# --- results and the connection ------------------------------------------------
+
+@dataclass
+class SendResult:
+    accepted: tuple[str, ...]
+    refused: dict[str, tuple[int, str]]
+    elapsed: float
+    transcript: Transcript | None
+
+
+Event = Callable[[str], None]
+
+
+class Connection:
+    """One SMTP session: connect, TLS, AUTH on entry; any number of `send`s;
+    QUIT on exit. Each step is bounded by `smtp.timeout`."""
+
+    def __init__(self, smtp: config.Smtp, *, on_event: Event | None = None,
+                 record: bool = True) -> None:
+        self.smtp = smtp
+        self.on_event = on_event
+        self.transcript: Transcript | None = (
+            Transcript(secrets=secret_forms(smtp.username, smtp.password)) if record else None)
+        self._client: aiosmtplib.SMTP | None = None
+        self._tap = _Wiretap(self.transcript) if self.transcript else None
+        self.endpoint: config.Endpoint | None = None
+
+    # The context manager ------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def open(self) -> None:
+        """Connect, secure and log in, within `smtp.timeout`."""
+        try:
+            async with asyncio.timeout(self.smtp.timeout):
+                await self._open()
+        except TimeoutError:
+            self.abort()
+            raise self.timed_out() from None
+        except ConnectionError as exc:  # the server hung up between our steps
+            self.abort()
+            raise self._failure("disconnected", str(exc) or type(exc).__name__) from None
+        except BaseException:
+            self.abort()
+            raise
+
+    async def close(self) -> None:
+        """QUIT politely (briefly), then drop the connection."""
+        client = self._client
+        if client is not None and client.is_connected:
+            try:
+                async with asyncio.timeout(QUIT_TIMEOUT):
+                    await client.quit()
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                pass
+        self.abort()
+        self._event("done")
+
+    def timed_out(self) -> SmtpFailure:
+        """The failure for a step that ran past `smtp.timeout`."""
+        return self._failure("timeout", f"no answer within {self.smtp.timeout:g} s "
+                             f"(while in {self._phase})")
+
+    def abort(self) -> None:
+        """Drop the connection at once, nothing more sent."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def send(self, msg: EmailMessage,
+                   recipients: Sequence[str] | None = None) -> SendResult:
+        """Send one message. Recipients the server refused while it took others
+        come back in `.refused`; if it took none, `SmtpFailure`."""
+        if not self.connected:
+            await self.open()
+        assert self._client is not None
+        started = time.monotonic()
+        self._phase = "send"
+        self._event("send")
+        rcpts = list(recipients) if recipients is not None else None
+        try:
+            async with asyncio.timeout(self.smtp.timeout):
+                refused, _ = await self._client.send_message(
+                    msg, sender=self.smtp.from_address or None, recipients=rcpts)
+        except TimeoutError:
+            self.abort()
+            raise self.timed_out() from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise self._all_refused(exc) from None
+        except aiosmtplib.SMTPSenderRefused as exc:
+            raise self._failure(_coded_kind(exc.code, "sender_refused"), exc.message,
+                                exc.code) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise self._failure(_coded_kind(exc.code, "permanent"), exc.message,
+                                exc.code) from None
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            self.abort()
+            raise self._failure("disconnected", str(exc)) from None
+        except (aiosmtplib.SMTPNotSupported, ValueError) as exc:
+            raise self._failure("permanent", str(exc)) from None
+        elapsed = time.monotonic() - started
+        if self.transcript:
+            self.transcript.timed("send", elapsed)
+        wanted = rcpts if rcpts is not None else extract_recipients(msg)
+        refused_map = {r: (resp.code, resp.message) for r, resp in refused.items()}
+        accepted = tuple(r for r in wanted if r not in refused_map)
+        return SendResult(accepted, refused_map, elapsed, self.transcript)
+
+    # The steps ----------------------------------------------------------------
+
+    _phase = "connect"
+
+    async def _open(self) -> None:
+        try:
+            ep = self.smtp.endpoint()
+        except ValueError as exc:
+            raise SmtpFailure("config", str(exc)) from None
+        self.endpoint = ep
+        if self.transcript is not None:
+            self.transcript.started = time.monotonic()
+            self.transcript.note(f"Trying {ep.host}:{ep.port} ({_mode_name(ep.encryption)})"
+                                 + (f" — {ep.note}" if ep.note else "") + "...")
+        await self._timed("connect", self._connect(ep))
+        if ep.encryption == "starttls":
+            await self._timed("tls", self._starttls(ep))
+        if self.smtp.username:
+            await self._timed("auth", self._login(ep))
+
+    async def _timed(self, phase: str, step: Any) -> None:
+        self._phase = phase
+        self._event(phase)
+        started = time.monotonic()
+        try:
+            await step
+        finally:
+            if self.transcript:
+                self.transcript.timed(phase, time.monotonic() - started)
+
+    async def _connect(self, ep: config.Endpoint) -> None:
+        sock, addr = await self._tcp(ep)
+        local = _local_hostname(sock)
+        implicit = ep.encryption == "ssl"
+        client = aiosmtplib.SMTP(
+            # start_tls=False: we decide about STARTTLS ourselves (never a guess).
+            hostname=ep.host, sock=sock, use_tls=implicit, start_tls=False,
+            tls_context=self._tls_context() if implicit else None,
+            local_hostname=local, timeout=self.smtp.timeout,
+        )
+        self._client = client
+        task = asyncio.ensure_future(client.connect())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=GREETING_PATIENCE)
+            if not done and not implicit and await _speaks_tls(addr, ep.host):
+                raise self._failure("protocol_mismatch", "no greeting; the port answers TLS",
+                                    variant="tls_port")
+            greeting = await task
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            raise self._failure(_coded_kind(exc.code, "permanent"), exc.message,
+                                exc.code) from None
+        except aiosmtplib.SMTPConnectTimeoutError:
+            raise TimeoutError from None
+        except aiosmtplib.SMTPConnectError as exc:
+            raise await self._connect_error(exc, addr, ep) from None
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        assert client.protocol is not None
+        if self._tap:
+            self._tap.tls = implicit
+            self._tap.attach(client.protocol)
+        if self.transcript is not None:
+            self.transcript.note(f"Connected to {addr[0]}.")
+            if implicit:
+                self._tls_noted()
+            arrow = "<~" if implicit else "<-"
+            for line in _response_lines(greeting):
+                self.transcript.add(arrow, line)
+        await self._ehlo()
+
+    async def _tcp(self, ep: config.Endpoint) -> tuple[socket.socket, tuple]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise self._failure("dns", f"{ep.host}: {exc.strerror or exc}") from None
+        last: OSError | None = None
+        for family, kind, proto, _, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, addr)
+                return sock, addr
+            except OSError as exc:
+                sock.close()
+                last = exc
+            except BaseException:
+                sock.close()
+                raise
+        reason = last.strerror if last and last.strerror else str(last)
+        raise self._failure("refused", f"{ep.host}:{ep.port}: {reason}")
+
+    async def _connect_error(self, exc: Exception, addr: tuple,
+                             ep: config.Endpoint) -> SmtpFailure:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return self._certificate_failure(cause)
+        if isinstance(cause, ssl.SSLError):
+            if await _speaks_plain_smtp(addr):
+                return self._failure("protocol_mismatch",
+                                     "TLS handshake failed; the port answers plain SMTP",
+                                     variant="plain_port")
+            return self._failure("tls_handshake", _ssl_reason(cause))
+        if isinstance(cause, ConnectionError | aiosmtplib.SMTPServerDisconnected):
+            return self._failure("disconnected", str(cause))
+        return self._failure("refused", str(cause or exc))
+
+    async def _ehlo(self) -> None:
+        assert self._client is not None
+        try:
+            try:
+                await self._client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await self._client.helo()  # an old server without ESMTP
+        except aiosmtplib.SMTPResponseException as exc:
+            raise self._failure(_coded_kind(exc.code, "permanent"), exc.message,
+                                exc.code) from None
+
+    async def _starttls(self, ep: config.Endpoint) -> None:
+        client = self._client
+        assert client is not None
+        if not client.supports_extension("starttls"):
+            raise self._failure("starttls_unavailable",
+                                "the server's EHLO does not offer STARTTLS")
+        try:
+            await client.starttls(server_hostname=ep.host, tls_context=self._tls_context())
+        except ssl.SSLCertVerificationError as exc:
+            raise self._certificate_failure(exc) from None
+        except ssl.SSLError as exc:
+            raise self._failure("tls_handshake", _ssl_reason(exc)) from None
+        except aiosmtplib.SMTPTimeoutError:
+            raise TimeoutError from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise self._failure("tls_handshake", exc.message, exc.code) from None
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise self._failure("tls_handshake", str(exc)) from None
+        if self._tap:
+            self._tap.tls = True
+        self._tls_noted()
+        await self._ehlo()
+
+    async def _login(self, ep: config.Endpoint) -> None:
+        client = self._client
+        assert client is not None
+        secure = client.get_transport_info("sslcontext") is not None
+        if not secure and not self.smtp.allow_insecure_auth:
+            raise self._failure("insecure_auth_refused",
+                                "the connection is not encrypted; AUTH not sent")
+        if not client.supports_extension("auth"):
+            raise self._failure("auth_unavailable", "the server's EHLO offers no AUTH")
+        try:
+            await client.login(self.smtp.username, self.smtp.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            if self.transcript:
+                self.transcript.auth = f"failed: {exc.code} {exc.message}"
+            kind = _coded_kind(exc.code, "auth_failed") if exc.code < 500 else "auth_failed"
+            variant = "app_password" if _needs_app_password(ep.host) else ""
+            raise self._failure(kind, exc.message, exc.code, variant=variant) from None
+        except aiosmtplib.SMTPException as exc:
+            raise self._failure("auth_unavailable", str(exc)) from None
+        if self.transcript:
+            self.transcript.auth = f"succeeded as {self.smtp.username}"
+            self.transcript.note(f"Authenticated as {self.smtp.username}.")
+
+    # Helpers ----------------------------------------------------------------
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if not self.smtp.verify_certificate:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _tls_noted(self) -> None:
+        if self.transcript is None or self._client is None:
+            return
+        info = _tls_info(self._client.get_transport_info("ssl_object"),
+                         self.smtp.verify_certificate)
+        self.transcript.tls = info
+        if info:
+            bits = f":{info.bits}" if info.bits else ""
+            self.transcript.note(f"TLS started with cipher {info.version}:{info.cipher}{bits}")
+            self.transcript.note(f"TLS peer subject: {info.subject}")
+            self.transcript.note(f"TLS peer issuer: {info.issuer}; expires {info.not_after}"
+                                 + ("" if info.verified else " (not verified)"))
+
+    def _certificate_failure(self, exc: ssl.SSLCertVerificationError) -> SmtpFailure:
+        reason = exc.verify_message or _ssl_reason(exc)
+        return self._failure("certificate", reason, variant=_cert_variant(exc))
+
+    def _all_refused(self, exc: aiosmtplib.SMTPRecipientsRefused) -> SmtpFailure:
+        refused = {e.recipient: (e.code, e.message) for e in exc.recipients}
+        first = exc.recipients[0]
+        codes = [e.code for e in exc.recipients]
+        if any(c < 500 for c in codes):
+            code = next(c for c in codes if c < 500)
+            kind = "temporary"
+        else:
+            code = first.code
+            kind = "too_big" if code == 552 else "recipient_refused"
+        message = next(e.message for e in exc.recipients if e.code == code)
+        return self._failure(kind, message, code, refused=refused)
+
+    def _failure(self, kind: str, message: str = "", code: int | None = None, *,
+                 variant: str = "", refused: dict | None = None) -> SmtpFailure:
+        t = self.transcript
+        if t is not None:
+            message = t.scrub(message)
+            t.add("**", f"{kind}: {f'{code} ' if code else ''}{message}")
+        if variant == "" and kind in ("timeout", "tls_handshake") and self.endpoint:
+            variant = _port_mistake(self.endpoint)
+        return SmtpFailure(kind, message, code, variant=variant, endpoint=self.endpoint,
+                           transcript=t, refused=refused)
+
+    def _event(self, name: str) -> None:
+        if self.on_event is not None:
+            self.on_event(name)
+
+
+# --- one-shot sends -------------------------------------------------------------
+
+async def send_message(smtp: config.Smtp, msg: EmailMessage,
+                       recipients: Sequence[str] | None = None, *,
+                       on_event: Event | None = None) -> SendResult:
+    """Connect, send one message, QUIT. The whole send is bounded by
+    `smtp.timeout`; the QUIT after an accepted message cannot undo it."""
+    started = time.monotonic()
+    conn = Connection(smtp, on_event=on_event)
+    try:
+        async with asyncio.timeout(smtp.timeout):
+            await conn.open()
+            result = await conn.send(msg, recipients)
+    except TimeoutError:
+        conn.abort()
+        raise conn.timed_out() from None
+    except BaseException:
+        conn.abort()
+        raise
+    await conn.close()
+    return replace(result, elapsed=time.monotonic() - started)
+
+
+async def send_test_email(settings: Settings, lang: str, to: str | None = None, *,
+                          on_event: Event | None = None) -> SendResult:
+    """The test mail (SPEC §3) to `to` or the admin; sent even with the master
+    switch off, since a person asked for it."""
+    from mikotui import message
+
+    recipient = to or settings.notifications.admin_email
+    if not recipient:
+        raise SmtpFailure("config", "no recipient: give --to or set notifications.admin_email")
+    msg = message.compose(message.render_test(settings, lang), [recipient], settings)
+    return await send_message(settings.smtp, msg, [recipient], on_event=on_event)
+
+
+# --- small pure helpers -----------------------------------------------------------
+
+def _coded_kind(code: int, kind_5xx: str) -> str:
+    if code == 552:
+        return "too_big"
+    if code == 530:
+        return "auth_required"
+    if 400 <= code < 500:
+        return "temporary"
+    return kind_5xx
+
+
+def _needs_app_password(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in APP_PASSWORD_HOSTS)
+
+
+def _port_mistake(ep: config.Endpoint) -> str:
+    if ep.port == 465 and ep.encryption != "ssl":
+        return "tls_port"
+    if ep.port in (25, 587) and ep.encryption == "ssl":
+        return "plain_port"
+    return ""
+
+
+def _mode_name(encryption: str) -> str:
+    return {"ssl": "implicit TLS", "starttls": "STARTTLS", "none": "no encryption"}.get(
+        encryption, encryption)
+
+
+def _cert_variant(exc: ssl.SSLCertVerificationError) -> str:
+    code = exc.verify_code
+    message = (exc.verify_message or "").lower()
+    if code == 10 or "expired" in message:
+        return "expired"
+    if code in (18, 19) or "self-signed" in message or "self signed" in message:
+        return "self_signed"
+    if code == 62 or "hostname mismatch" in message or "ip address mismatch" in message:
+        return "wrong_host"
+    return ""
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    return exc.reason or exc.strerror or str(exc) or type(exc).__name__
+
+
+def _response_lines(response: Any) -> list[str]:
+    lines = str(response.message).split("\n") or [""]
+    return [f"{response.code}{'-' if i < len(lines) - 1 else ' '}{line}"
+            for i, line in enumerate(lines)]
+
+
+def _local_hostname(sock: socket.socket) -> str:
+    """The name for EHLO without asking DNS: the host name when it is fully
+    qualified, else our address literal (RFC 5321 4.1.3)."""
+    name = socket.gethostname()
+    if "." in name and name.isascii() and not any(c.isspace() for c in name):
+        return name
+    try:
+        ip = sock.getsockname()[0]
+    except OSError:
+        return "localhost"
+    return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+
+
+def _tls_info(obj: ssl.SSLObject | None, verified: bool) -> TlsInfo | None:
+    if obj is None:
+        return None
+    cipher = obj.cipher() or ("", "", None)
+    subject = issuer = not_after = "?"
+    der = obj.getpeercert(binary_form=True)
+    if der:
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        subject = cert.subject.rfc4514_string()
+        issuer = cert.issuer.rfc4514_string()
+        not_after = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC")
+    return TlsInfo(obj.version() or "?", cipher[0], cipher[2], subject, issuer, not_after,
+                   verified)
+
+
+async def _speaks_tls(addr: tuple, host: str) -> bool:
+    """Does this address complete a TLS handshake (an implicit-TLS port)?"""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            _, writer = await asyncio.open_connection(addr[0], addr[1], ssl=ctx,
+                                                      server_hostname=host)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    writer.close()
+    return True
+
+
+async def _speaks_plain_smtp(addr: tuple) -> bool:
+    """Does this address greet in the clear with 220 (a plain/STARTTLS port)?"""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            reader, writer = await asyncio.open_connection(addr[0], addr[1])
+            try:
+                first = await reader.read(4)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+    return first[:3] == b"220"
