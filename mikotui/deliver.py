@@ -228,7 +228,7 @@ async def _watch(courier: Courier, batch: int) -> Report:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    notify.record(courier.spool, event="watching", spool=courier.spool.root)
+    notify.record(courier.spool, event="watching", path=courier.spool.root)
     report = Report()
     last_recover = 0.0
     while not stop.is_set():

@@ -1,0 +1,252 @@
+"""`mikotui deliver` / `notify` delivery / `queue`: the real command against
+real aiosmtpd servers on 127.0.0.1 and a real spool."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import os
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from conftest import mikotui_command
+from notify_support import ADMIN, Server, entries, settings_for, write
+
+from mikotui import config, notify
+from mikotui.sandbox import free_port
+from mikotui.spool import Spool
+
+
+def queue_missed(settings: config.Settings, count: int) -> list[str]:
+    """`count` missed-call notifications queued through the enqueue code."""
+    spool = Spool(settings.spool_dir(), settings.spool.max_age_hours).ensure()
+    ids = []
+    for i in range(count):
+        prepared = notify.missed_call(settings, notify.MissedCall(
+            caller=str(7000 + i), called="201", duration=str(i)))
+        ids.append(spool.enqueue(prepared.meta(), prepared.data).id)
+    return ids
+
+
+def message_ids(server: Server) -> collections.Counter:
+    return collections.Counter(r.message_id for r in server.received)
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "MIKOTUI_DEBUG": ""}
+    return subprocess.Popen(mikotui_command() + list(args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+
+
+# --- server down, then up ------------------------------------------------------------
+
+def test_server_down_queues_then_deliver_sends_exactly_once(cli, tmp_path):
+    port = free_port()
+    conf = write(tmp_path, settings_for(tmp_path, port))
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+    assert r.returncode == 0
+    assert "queued, will retry" in r.stderr_text
+    [queued] = entries(tmp_path / "spool", "queue")
+    assert queued["attempts"] == 1 and queued["next_attempt"] > time.time() + 30
+    assert "result=deferred" in (tmp_path / "spool" / "mikotui.log").read_text()
+
+    with Server(port) as server:
+        # Not due yet: a plain drain leaves it; `queue retry` makes it due.
+        assert cli("--config", conf, "deliver").returncode == 0
+        assert server.received == []
+        assert cli("--config", conf, "queue", "retry", queued["id"]).returncode == 0
+        r = cli("--config", conf, "deliver")
+        assert r.returncode == 0 and "sent 1" in r.stdout_text
+        assert cli("--config", conf, "deliver").returncode == 0  # nothing left to send
+    assert [g.rcpt_tos for g in server.received] == [("smith@pbx.test",)]
+    assert entries(tmp_path / "spool", "queue") == []
+
+
+# --- 4xx and 5xx --------------------------------------------------------------------
+
+def test_4xx_defers_with_a_later_next_attempt(cli, tmp_path):
+    with Server() as server:
+        server.handler.rcpt_codes["smith@pbx.test"] = "451 4.3.0 try again later"
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        before = time.time()
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert r.returncode == 0 and "queued, will retry" in r.stderr_text
+        [meta] = entries(tmp_path / "spool", "queue")
+        assert meta["attempts"] == 1 and meta["last_code"] == 451
+        assert before + 45 < meta["next_attempt"] < before + 75  # ~1 min, jittered
+        assert "451" in meta["last_error"]
+        listed = cli("--config", conf, "queue", "list").stdout_text
+        assert meta["id"] in listed and "451" in listed
+
+        # The second failure waits about twice as long.
+        cli("--config", conf, "queue", "retry", meta["id"])
+        before = time.time()
+        cli("--config", conf, "deliver")
+        [meta] = entries(tmp_path / "spool", "queue")
+        assert meta["attempts"] == 2 and before + 95 < meta["next_attempt"] < before + 145
+    assert server.received == []
+
+
+def test_5xx_for_some_recipients_others_get_it_and_admin_is_told_once(cli, tmp_path):
+    with Server() as server:
+        server.handler.rcpt_codes["oleg@pbx.test"] = "550 5.1.1 no such user"
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        voicemail = (Path(__file__).parent / "fixtures" / "asterisk-voicemail-default.eml")
+        r = cli("--config", conf, "notify", "voicemail", "--missed-by", "204",
+                input=voicemail.read_bytes())
+        assert r.returncode == 69
+        # Running the deliverer again sends nothing more (no second alert).
+        assert cli("--config", conf, "deliver").returncode == 0
+    first, alert = server.received
+    assert set(first.rcpt_tos) == {"smith@pbx.test", "voicemail@pbx.test"}
+    assert alert.rcpt_tos == (ADMIN,)
+    [failed] = entries(tmp_path / "spool", "failed")
+    assert failed["owed"] == [] and list(failed["refused"]) == ["oleg@pbx.test"]
+    assert "550" in failed["refused"]["oleg@pbx.test"]
+    text = alert.parse().get_body(("plain",)).get_content()
+    assert failed["id"] in text and "oleg@pbx.test" in text and "no such user" in text
+    assert entries(tmp_path / "spool", "queue") == []
+
+
+def test_5xx_for_the_admin_raises_no_alert_and_no_loop(cli, tmp_path):
+    with Server() as server:
+        server.handler.rcpt_codes[ADMIN] = "550 5.1.1 mailbox gone"
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        # A system mail to the admin, and a missed call whose alert would go to
+        # the (refusing) admin: neither makes more mail.
+        r = cli("--config", conf, "notify", "system", "--subject", "disk", "--message", "x")
+        assert r.returncode == 69
+        server.handler.rcpt_codes["smith@pbx.test"] = "550 5.1.1 no"
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert r.returncode == 69
+        assert cli("--config", conf, "deliver").returncode == 0
+    assert server.received == []
+    kinds = sorted(m["kind"] for m in entries(tmp_path / "spool", "failed"))
+    assert kinds == ["alert", "missed", "system"]  # the alert failed too; nothing after it
+    assert entries(tmp_path / "spool", "queue") == []
+
+
+def test_too_old_goes_to_failed(cli, tmp_path):
+    settings = settings_for(tmp_path, free_port())
+    settings = replace(settings, spool=replace(settings.spool, max_age_hours=1))
+    conf = write(tmp_path, settings)
+    spool = Spool(settings.spool_dir(), 1).ensure()
+    prepared = notify.missed_call(settings, notify.MissedCall("5", "201"))
+    old = spool.enqueue(replace(prepared.meta(), created=time.time() - 7200), prepared.data)
+    r = cli("--config", conf, "deliver")  # the server is down
+    assert r.returncode == 0 and "failed 1" in r.stdout_text
+    [failed] = entries(tmp_path / "spool", "failed")
+    assert failed["id"] == old.id and "undelivered after 1 h" in failed["failed_reason"]
+    [alert] = entries(tmp_path / "spool", "queue")
+    assert alert["kind"] == "alert"
+
+
+# --- crashes and concurrency ------------------------------------------------------------
+
+def test_kill_9_of_deliver_mid_batch_loses_nothing(cli, tmp_path):
+    with Server() as server:
+        settings = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, settings)
+        ids = queue_missed(settings, 300)
+        proc = spawn("--config", conf, "deliver")
+        try:
+            assert server.handler.wait_for(40, timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        partway = len(server.received)
+        assert partway < 300, "the deliverer finished before it was killed"
+        assert list((tmp_path / "spool" / "active").iterdir())  # its claims are left
+        r = cli("--config", conf, "deliver")
+        assert r.returncode == 0, r.stderr_text
+    counts = message_ids(server)
+    assert len(counts) == len(ids)  # every message arrived
+    assert sum(counts.values()) - len(counts) <= 1  # at most the one in flight, twice
+    assert not list((tmp_path / "spool" / "active").iterdir())
+    assert entries(tmp_path / "spool", "queue") == []
+
+
+def test_two_deliverers_never_send_a_message_twice(tmp_path):
+    with Server() as server:
+        settings = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, settings)
+        queue_missed(settings, 400)
+        procs = [spawn("--config", conf, "deliver") for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    counts = message_ids(server)
+    assert len(counts) == 400 and set(counts.values()) == {1}
+    sent = [int(out.decode().split()[1].rstrip(",")) for out, _ in outs]
+    assert sum(sent) == 400
+
+
+def test_watch_picks_up_new_mail_within_a_second_and_stops_cleanly(cli, tmp_path):
+    with Server() as server:
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        proc = spawn("--config", conf, "deliver", "--watch")
+        try:
+            assert b"event=watching" in proc.stderr.readline()
+            for n in (1, 2):
+                r = cli("--config", conf, "notify", "missed", "--caller", str(n),
+                        "--called", "201", "--queue-only")
+                assert r.returncode == 0
+                queued = time.monotonic()
+                assert server.handler.wait_for(n, timeout=5)
+                assert time.monotonic() - queued < 1.5
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0
+    assert b"event=stopped" in err and b"sent 2" in out
+    assert len(server.received) == 2
+
+
+# --- the log never holds the password ---------------------------------------------------
+
+def test_password_absent_from_log(cli, tmp_path):
+    user, password = "pbx@pbx.test", "S3cret-pa55word"
+    with Server(auth=(user, password)) as server:
+        settings = settings_for(tmp_path, server.port, username=user, password=password,
+                                allow_insecure_auth=True)
+        conf = write(tmp_path, settings)
+        ok = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert ok.returncode == 0 and len(server.received) == 1
+        wrong = replace(settings, smtp=replace(settings.smtp, password=password + "x"))
+        conf = write(tmp_path, wrong)
+        bad = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert bad.returncode == 0 and "queued, will retry" in bad.stderr_text
+    assert any(ok for _, ok in server.logins) and not all(ok for _, ok in server.logins)
+    log = (tmp_path / "spool" / "mikotui.log").read_text()
+    assert "result=sent" in log and "error=auth_failed" in log
+    forms = []
+    for pw in (password, password + "x"):
+        forms += [pw, base64.b64encode(pw.encode()).decode(),
+                  base64.b64encode(f"\0{user}\0{pw}".encode()).decode()]
+    for text in (log, ok.stderr_text, bad.stderr_text, ok.stdout_text, bad.stdout_text):
+        for form in forms:
+            assert form not in text
+
+
+# --- queue list / retry / purge -----------------------------------------------------------
+
+def test_queue_list_retry_all_and_purge(cli, tmp_path):
+    port = free_port()
+    settings = settings_for(tmp_path, port)
+    conf = write(tmp_path, settings)
+    ids = queue_missed(settings, 3)
+    listed = cli("--config", conf, "queue", "list").stdout_text
+    assert all(i in listed for i in ids) and "smith@pbx.test" in listed
+    assert cli("--config", conf, "deliver").returncode == 0  # down: all deferred
+    assert cli("--config", conf, "queue", "purge", ids[0]).returncode == 0
+    assert cli("--config", conf, "queue", "purge", ids[0]).returncode == 65
+    assert cli("--config", conf, "queue", "retry", "--all").returncode == 0
+    with Server(port) as server:
+        assert cli("--config", conf, "deliver").returncode == 0
+    assert sorted(message_ids(server).values()) == [1, 1]
+    assert "empty" in cli("--config", conf, "queue", "list").stdout_text
