@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import socket
 import ssl
 import time
@@ -540,7 +541,8 @@ class Connection:
             except BaseException:
                 sock.close()
                 raise
-        reason = last.strerror if last and last.strerror else str(last)
+        # asyncio words ECONNREFUSED as "Connect call failed"; say what it is.
+        reason = os.strerror(last.errno) if last and last.errno else str(last)
         raise self._failure("refused", f"{ep.host}:{ep.port}: {reason}")
 
     async def _connect_error(self, exc: Exception, addr: tuple,
