@@ -136,17 +136,17 @@ def test_sandbox_receives_test_email(cli, settings: Settings, write_config,
     assert PASSWORD.encode() not in stored.read_bytes()
 
 
-def test_sandbox_stops_on_sigterm_and_reports_busy_port(tmp_path: Path) -> None:
+def test_sandbox_stops_on_sigterm_and_reports_busy_port(cli, tmp_path: Path) -> None:
     port = free_port()
     cmd = mikotui_command() + ["sandbox", "--port", str(port), "--maildir",
                                str(tmp_path / "m")]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert f"127.0.0.1:{port}" in _line(first)
-        second = subprocess.run(cmd, capture_output=True, timeout=30)
+        second = cli(*cmd[len(mikotui_command()):], timeout=30)
         assert second.returncode == 69
-        assert b"cannot listen on 127.0.0.1:" in second.stderr
-        assert b"Traceback" not in second.stderr
+        assert "cannot listen on 127.0.0.1:" in second.stderr_text
+        assert "Traceback" not in second.stderr_text
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=10)
     finally:
