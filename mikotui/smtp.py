@@ -219,8 +219,10 @@ class TlsInfo:
     bits: int | None
     subject: str
     issuer: str
-    not_after: str  # ISO date, UTC
+    not_after: str  # "YYYY-MM-DD HH:MM UTC"
     verified: bool
+    names: tuple[str, ...] = ()  # subjectAltName: the hosts it is valid for
+    not_before: str = ""
 
 
 @dataclass
@@ -549,7 +551,7 @@ class Connection:
                              ep: config.Endpoint) -> SmtpFailure:
         cause = exc.__cause__
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return self._certificate_failure(cause)
+            return await self._certificate_failure(cause, ep)
         if isinstance(cause, ssl.SSLError):
             if await _speaks_plain_smtp(addr):
                 return self._failure("protocol_mismatch",
@@ -580,7 +582,7 @@ class Connection:
         try:
             await client.starttls(server_hostname=ep.host, tls_context=self._tls_context())
         except ssl.SSLCertVerificationError as exc:
-            raise self._certificate_failure(exc) from None
+            raise await self._certificate_failure(exc, ep) from None
         except ssl.SSLError as exc:
             raise self._failure("tls_handshake", _ssl_reason(exc)) from None
         except aiosmtplib.SMTPTimeoutError:
@@ -635,12 +637,22 @@ class Connection:
         if info:
             bits = f":{info.bits}" if info.bits else ""
             self.transcript.note(f"TLS started with cipher {info.version}:{info.cipher}{bits}")
-            self.transcript.note(f"TLS peer subject: {info.subject}")
+            self.transcript.note(f"TLS peer subject: {info.subject}; names: "
+                                 f"{', '.join(info.names) or '-'}")
             self.transcript.note(f"TLS peer issuer: {info.issuer}; expires {info.not_after}"
                                  + ("" if info.verified else " (not verified)"))
 
-    def _certificate_failure(self, exc: ssl.SSLCertVerificationError) -> SmtpFailure:
+    async def _certificate_failure(self, exc: ssl.SSLCertVerificationError,
+                                   ep: config.Endpoint) -> SmtpFailure:
         reason = exc.verify_message or _ssl_reason(exc)
+        if self.transcript is not None:
+            # What the server showed, fetched again without the check, so the
+            # admin sees whose certificate it is and when it expires.
+            info = await _peek_certificate(ep)
+            if info is not None:
+                self.transcript.note(f"Server certificate: {info.subject}; names "
+                                     f"{', '.join(info.names) or '-'}; issuer {info.issuer}; "
+                                     f"valid {info.not_before} .. {info.not_after}")
         return self._failure("certificate", reason, variant=_cert_variant(exc))
 
     def _all_refused(self, exc: aiosmtplib.SMTPRecipientsRefused) -> SmtpFailure:
@@ -777,17 +789,43 @@ def _tls_info(obj: ssl.SSLObject | None, verified: bool) -> TlsInfo | None:
     if obj is None:
         return None
     cipher = obj.cipher() or ("", "", None)
-    subject = issuer = not_after = "?"
+    info = TlsInfo(obj.version() or "?", cipher[0], cipher[2], "?", "?", "?", verified)
     der = obj.getpeercert(binary_form=True)
-    if der:
-        from cryptography import x509
+    if not der:
+        return info
+    from cryptography import x509
 
-        cert = x509.load_der_x509_certificate(der)
-        subject = cert.subject.rfc4514_string()
-        issuer = cert.issuer.rfc4514_string()
-        not_after = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC")
-    return TlsInfo(obj.version() or "?", cipher[0], cipher[2], subject, issuer, not_after,
-                   verified)
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(str(n.value) for n in san)
+    except (x509.ExtensionNotFound, ValueError):
+        names = ()
+    stamp = "%Y-%m-%d %H:%M UTC"
+    return replace(info, subject=cert.subject.rfc4514_string() or "(empty)",
+                   issuer=cert.issuer.rfc4514_string() or "(empty)",
+                   not_after=cert.not_valid_after_utc.strftime(stamp),
+                   not_before=cert.not_valid_before_utc.strftime(stamp), names=names)
+
+
+async def _peek_certificate(ep: config.Endpoint) -> TlsInfo | None:
+    """The server's certificate without checking it, for a diagnosis only:
+    nothing but EHLO (and STARTTLS) is sent on this connection."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    implicit = ep.encryption == "ssl"
+    client = aiosmtplib.SMTP(hostname=ep.host, port=ep.port, use_tls=implicit,
+                             start_tls=not implicit, tls_context=ctx,
+                             local_hostname="localhost", timeout=PROBE_TIMEOUT)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await client.connect()
+            return _tls_info(client.get_transport_info("ssl_object"), False)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        return None
+    finally:
+        client.close()
 
 
 async def _speaks_tls(addr: tuple, host: str) -> bool:

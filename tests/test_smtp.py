@@ -199,6 +199,7 @@ async def test_expired_certificate(settings: Settings, ca: trustme.CA) -> None:
         f = await _fail(srv.point(settings))
     assert (f.kind, f.variant) == ("certificate", "expired")
     assert "expired" in f.server_message
+    assert f".. {past:%Y-%m-%d}" in f.transcript.text()  # the expiry, shown to the admin
 
 
 async def test_wrong_host_certificate(settings: Settings, ca: trustme.CA) -> None:
@@ -207,6 +208,8 @@ async def test_wrong_host_certificate(settings: Settings, ca: trustme.CA) -> Non
         f = await _fail(srv.point(settings))
     assert (f.kind, f.variant) == ("certificate", "wrong_host")
     assert "another name" in f.hint("en")
+    assert "names mail.example.net;" in f.transcript.text()
+    assert srv.handler.messages == []
 
 
 async def test_starttls_not_offered(settings: Settings) -> None:
