@@ -1,0 +1,109 @@
+"""Reading the email Asterisk pipes to mailcmd (SPEC §5)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import FIXTURES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mikotui import asterisk
+
+WAV = (FIXTURES / "voicemail-1s.wav").read_bytes()
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / f"asterisk-voicemail-{name}.eml").read_bytes()
+
+
+def test_stock_asterisk_body_and_headers():
+    ev = asterisk.parse(fixture("default"))
+    v = ev.values
+    assert (v["VM_CALLER_NAME"], v["VM_CALLER_NUM"]) == ("John Doe", "74951234567")
+    assert v["VM_CALLERID"] == '"John Doe" <74951234567>'
+    assert (v["VM_DUR"], v["VM_MSGNUM"], v["VM_NAME"]) == ("0:12", "3", "James Smith")
+    assert ev.mailbox == "201"
+    assert ev.recording.data == WAV
+    assert ev.recording.filename == "voicemail-2026-11-26-74951234567.wav"
+
+
+def test_mikopbx_json_body_with_quotes_inside_a_value():
+    ev = asterisk.parse(fixture("mikopbx-json"))
+    v = ev.values
+    assert (v["VM_CALLER_NAME"], v["VM_CALLER_NUM"]) == ("Иван Петров", "79261234567")
+    assert v["VM_DATE"] == "Thursday, 26 November 2026 в 14:03:12"
+    assert (v["VM_DUR"], ev.mailbox) == ("0:07", "admin")
+    assert ev.recording.data == WAV
+
+
+def test_no_attachment_and_unknown_caller():
+    ev = asterisk.parse(fixture("noattach"))
+    assert ev.recording is None
+    assert ev.values["VM_CALLER_NUM"] == "" and ev.values["VM_CALLER_NAME"] == ""
+    assert ev.mailbox == "202" and ev.values["VM_DUR"] == "0:03"
+
+
+def test_gsm_wav_keeps_its_bytes_under_a_lower_case_name():
+    raw = fixture("default").replace(b'name="msg0002.wav"', b'name="msg0002.WAV"')
+    raw = raw.replace(b"audio/x-wav", b"audio/x-WAV").replace(
+        b'filename="msg0002.wav"', b'filename="msg0002.WAV"')
+    ev = asterisk.parse(raw)
+    assert ev.recording.data == WAV
+    assert ev.recording.filename.endswith(".wav") and ev.recording.content_type == "audio/x-wav"
+
+
+def test_crlf_line_endings_read_the_same():
+    a = asterisk.parse(fixture("default"))
+    b = asterisk.parse(fixture("default").replace(b"\n", b"\r\n"))
+    assert a.values == b.values and a.recording.data == b.recording.data
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\x01\x02", b"hello", b"Subject: x\n\nplain words\n"])
+def test_not_a_voicemail(raw: bytes):
+    with pytest.raises(asterisk.VoicemailParseError):
+        asterisk.parse(raw)
+
+
+@pytest.mark.parametrize("callerid, expected", [
+    ('"Alexey Portnov" <101>', ("Alexey Portnov", "101")),
+    ("Alexey <101>", ("Alexey", "101")),
+    ("<101>", ("", "101")),
+    ("+7 (926) 123-45-67", ("", "+7 (926) 123-45-67")),
+    ('"A \\"B\\" C" <5>', ('A "B" C', "5")),
+    ("Unknown", ("Unknown", "")),
+])
+def test_split_callerid(callerid: str, expected: tuple[str, str]):
+    assert asterisk.split_callerid(callerid) == expected
+
+
+def _key_value_mail(name: str, num: str) -> bytes:
+    body = (f"VM_MAILBOX=201\nVM_DUR=0:05\nVM_CIDNUM={num}\n"
+            f"VM_CIDNAME={name}\nVM_CALLERID=\"{name}\" <{num}>\n")
+    return ("Date: Fri, 27 Nov 2026 10:00:00 +0000\nFrom: asterisk@pbx\n"
+            "Content-Type: text/plain; charset=UTF-8\n\n" + body).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60), st.from_regex(r"\+?[0-9]{1,15}", fullmatch=True))
+def test_any_caller_name_gives_one_line_values(name: str, num: str):
+    """Whatever a caller ID holds, no value carries a line break or control
+    character on toward a header, and the mailbox is never overridden."""
+    try:
+        ev = asterisk.parse(_key_value_mail(name, num))
+    except asterisk.VoicemailParseError:
+        return
+    for value in ev.values.values():
+        assert not re.search(r"[\x00-\x1f\x7f\u2028\u2029]", value)
+    assert ev.mailbox == "201"
+    assert ev.values["VM_CALLER_NUM"] in (num, "")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_parse_or_fail_cleanly(raw: bytes):
+    try:
+        asterisk.parse(raw)
+    except asterisk.VoicemailParseError:
+        pass

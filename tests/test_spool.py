@@ -1,0 +1,157 @@
+"""The spool on its own: layout, claims, recovery, backoff, maximum age."""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mikotui.spool import MAX_RETRY, Meta, Spool, SpoolError, new_id, retry_delay
+
+
+def meta(**kw) -> Meta:
+    base = Meta(id=new_id(), kind="missed", created=time.time(),
+                recipients=("a@x.test", "b@x.test"), owed=("a@x.test", "b@x.test"))
+    return replace(base, **kw)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    return Spool(tmp_path / "spool", max_age_hours=1).ensure()
+
+
+def test_enqueue_makes_a_whole_private_entry(spool: Spool):
+    entry = spool.enqueue(meta(), b"Subject: x\n\nbody\n")
+    assert entry.state == "queue"
+    assert sorted(os.listdir(entry.path)) == ["message.eml", "meta.json"]
+    assert entry.read_message() == b"Subject: x\n\nbody\n"
+    assert entry.meta.size == 17
+    assert stat.S_IMODE(spool.root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(entry.path.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE((entry.path / f).stat().st_mode) == 0o600
+               for f in os.listdir(entry.path))
+    assert os.listdir(spool.root / "tmp") == []
+    assert [e.id for e in spool.entries("queue")] == [entry.id]
+
+
+def test_ids_sort_by_creation():
+    ids = [new_id(time.time() + i) for i in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+
+
+def test_a_claim_is_won_by_one_owner_only(spool: Spool):
+    ids = [spool.enqueue(meta(), b"m").id for _ in range(200)]
+    owners = [spool.owner(), spool.owner()]
+    won: list[list[str]] = [[], []]
+    start = threading.Barrier(2)
+
+    def grab(i: int) -> None:
+        start.wait()
+        for entry_id in ids:
+            if spool.claim(entry_id, owners[i]) is not None:
+                won[i].append(entry_id)
+
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won[0] + won[1]) == sorted(ids)
+    assert not set(won[0]) & set(won[1])
+    for o in owners:
+        o.close()
+
+
+def test_recover_takes_back_only_what_dead_owners_held(spool: Spool):
+    mine = spool.enqueue(meta(), b"mine")
+    theirs = spool.enqueue(meta(), b"theirs")
+    with spool.owner() as owner:
+        assert spool.claim(mine.id, owner) is not None
+        # Another process claims one and dies without cleaning up (os._exit).
+        code = (
+            "import os, sys\n"
+            "from mikotui.spool import Spool\n"
+            "s = Spool(sys.argv[1])\n"
+            "o = s.owner()\n"
+            "assert s.claim(sys.argv[2], o)\n"
+            "os._exit(0)\n"
+        )
+        subprocess.run([sys.executable, "-c", code, str(spool.root), theirs.id], check=True)
+        assert len(os.listdir(spool.root / "active")) == 2
+        assert spool.recover() == [theirs.id]
+        assert [e.id for e in spool.entries("queue")] == [theirs.id]
+        assert [e.id for e in spool.entries("active")] == [mine.id]
+        assert spool.recover() == []
+
+
+def test_defer_backs_off_and_keeps_who_is_owed(spool: Spool):
+    with spool.owner() as owner:
+        entry = spool.claim(spool.enqueue(meta(), b"m").id, owner)
+        now = time.time()
+        deferred = spool.defer(entry, error="451 later", code=451, owed=("b@x.test",), now=now)
+    assert deferred.state == "queue"
+    assert deferred.meta.attempts == 1 and deferred.meta.owed == ("b@x.test",)
+    assert 48 <= deferred.meta.next_attempt - now <= 72
+    assert spool.due(now) == [] and spool.due(now + 80) == [entry.id]
+
+
+def test_too_old_goes_to_failed_with_the_reason(spool: Spool):
+    with spool.owner() as owner:
+        old = spool.enqueue(meta(created=time.time() - 3601), b"m")
+        failed = spool.defer(spool.claim(old.id, owner), error="connection refused")
+    assert failed.state == "failed"
+    assert "undelivered after 1 h" in failed.meta.failed_reason
+    assert "connection refused" in failed.meta.failed_reason
+    assert [e.id for e in spool.entries("failed")] == [old.id]
+
+
+@given(st.integers(min_value=1, max_value=40), st.integers(min_value=0, max_value=2**32))
+def test_backoff_doubles_from_a_minute_and_caps_at_an_hour(attempts: int, seed: int):
+    delay = retry_delay(attempts, random.Random(seed))
+    base = min(60 * 2 ** (attempts - 1), MAX_RETRY)
+    assert base * 0.8 <= delay <= min(base * 1.2, MAX_RETRY)
+
+
+def test_jitter_spreads_retries():
+    rng = random.Random(1)
+    assert len({round(retry_delay(1, rng), 3) for _ in range(20)}) > 10
+
+
+def test_retry_and_purge(spool: Spool):
+    with spool.owner() as owner:
+        entry = spool.claim(spool.enqueue(meta(), b"m").id, owner)
+        failed = spool.fail(replace(entry, meta=replace(entry.meta, owed=("b@x.test",))),
+                            "550 no")
+        assert failed.state == "failed"
+        again = spool.retry(entry.id, owner)
+    assert again.state == "queue" and again.meta.failed_reason == ""
+    assert again.meta.owed == ("b@x.test",) and spool.due() == [entry.id]
+    assert spool.purge(entry.id).id == entry.id
+    with pytest.raises(SpoolError):
+        spool.purge(entry.id)
+    assert list(spool.entries("queue")) == [] and os.listdir(spool.root / "tmp") == []
+
+
+def test_update_replaces_metadata_whole(spool: Spool):
+    with spool.owner() as owner:
+        entry = spool.claim(spool.enqueue(meta(), b"m").id, owner)
+        entry = spool.update(entry, replace(entry.meta, last_error="x" * 10000))
+    assert sorted(os.listdir(entry.path)) == ["message.eml", "meta.json"]
+    assert Meta.from_json((entry.path / "meta.json").read_bytes()).last_error == "x" * 10000
+
+
+def test_a_spool_that_cannot_be_made_is_one_clear_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SpoolError, match="cannot use the spool"):
+        Spool(blocker / "spool").ensure()
