@@ -62,6 +62,18 @@ HINTS: dict[str, dict[str, str]] = {
         "ru": "Сервер не ответил вовремя: проверьте порт, файрвол (исходящие 25/465/587 "
               "часто закрыты) или увеличьте smtp.timeout.",
     },
+    "timeout/tls_port": {
+        "en": "No answer: port 465 expects implicit TLS, so set encryption to ssl "
+              "(or check the firewall).",
+        "ru": "Нет ответа: порт 465 ждёт TLS сразу, выберите шифрование ssl "
+              "(или проверьте файрвол).",
+    },
+    "timeout/plain_port": {
+        "en": "No answer: ports 25 and 587 start without TLS, so set encryption to "
+              "starttls (or check the firewall).",
+        "ru": "Нет ответа: порты 25 и 587 начинают без TLS, выберите шифрование "
+              "starttls (или проверьте файрвол).",
+    },
     "tls_handshake": {
         "en": "The TLS handshake failed: check the encryption mode and port.",
         "ru": "Не удалось установить TLS: проверьте режим шифрования и порт.",
@@ -400,6 +412,10 @@ class Connection:
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 pass
         self.abort()
+        self.finished()
+
+    def finished(self) -> None:
+        """Tell the progress listener this connection's work is over."""
         self._event("done")
 
     def timed_out(self) -> SmtpFailure:
@@ -698,10 +714,13 @@ async def send_message(smtp: config.Smtp, msg: EmailMessage,
             await conn.open()
             result = await conn.send(msg, recipients)
     except TimeoutError:
+        failure = conn.timed_out()
         conn.abort()
-        raise conn.timed_out() from None
+        conn.finished()
+        raise failure from None
     except BaseException:
         conn.abort()
+        conn.finished()
         raise
     await conn.close()
     return replace(result, elapsed=time.monotonic() - started)

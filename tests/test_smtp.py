@@ -287,6 +287,24 @@ async def test_silent_server_times_out(settings: Settings, encryption: str) -> N
     assert took < 1.5 + 1
 
 
+def test_port_mistakes_are_named_in_the_hint() -> None:
+    from mikotui.config import Endpoint
+
+    for port, enc, word in ((465, "starttls", "ssl"), (587, "ssl", "starttls")):
+        variant = smtp._port_mistake(Endpoint("smtp.example.com", port, enc))
+        f = SmtpFailure("timeout", "no answer", variant=variant)
+        assert str(port) in f.hint("en") and word in f.hint("en") and str(port) in f.hint("ru")
+    assert smtp._port_mistake(Endpoint("smtp.example.com", 587, "starttls")) == ""
+
+
+async def test_events_end_with_done_on_failure(settings: Settings) -> None:
+    events: list[str] = []
+    s = replace(settings.smtp, host="127.0.0.1", port=closed_port(), encryption="none")
+    with pytest.raises(SmtpFailure):
+        await send_message(s, _msg(), on_event=events.append)
+    assert events == ["connect", "done"]
+
+
 async def test_message_too_big(settings: Settings) -> None:
     with smtp_server("plain", replies=Replies(data="552 5.3.4 Message size exceeds limit")) as srv:
         f = await _fail(srv.point(settings))
