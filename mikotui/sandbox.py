@@ -215,14 +215,19 @@ class Sandbox:
         # A free port can be taken between our probe and the bind; try again.
         for attempt in range(5):
             port = self.port if self._fixed_port else free_port(self.host)
-            controller = Controller(self.handler, hostname=self.host, port=port, **kwargs)
             try:
-                controller.start()
+                _check_bindable(self.host, port)
             except OSError:
-                controller.stop(no_assert=True)
                 if self._fixed_port or attempt == 4:
                     raise
                 continue
+            controller = Controller(self.handler, hostname=self.host, port=port, **kwargs)
+            try:
+                controller.start()
+            except BaseException:
+                controller.stop(no_assert=True)
+                controller.loop.close()
+                raise
             self.port, self._controller = port, controller
             return self
         raise RuntimeError("unreachable")
@@ -269,6 +274,15 @@ class Sandbox:
             allow_insecure_auth=bool(self.auth) and not self.tls,
         )
         return replace(settings, smtp=smtp)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Raise OSError now if the port is taken: aiosmtpd would only notice after
+    its whole ready timeout. Same options as asyncio's own bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
 
 
 def _cert_names(host: str) -> tuple[str, ...]:

@@ -96,3 +96,13 @@ def test_point_settings(tmp_path: Path) -> None:
     assert (plain.port, plain.encryption, plain.username, plain.password) == (2599, "none", "", "")
     assert plain.verify_certificate is True
     assert Sandbox(tmp_path / "m3", auth=("u", "p")).point(base).smtp.allow_insecure_auth
+
+
+def test_busy_port_fails_at_once(tmp_path: Path) -> None:
+    with Sandbox(tmp_path / "a") as first:
+        with pytest.raises(OSError):
+            Sandbox(tmp_path / "b", port=first.port).start()
+        # the first one is untouched
+        with smtplib.SMTP(first.host, first.port, local_hostname="client.test", timeout=5) as c:
+            c.send_message(_message("still here"))
+        assert [m.subject for m in first.messages()] == ["still here"]
