@@ -25,12 +25,14 @@ import errno
 import fcntl
 import json
 import os
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    import random
 
 DIRS = ("tmp", "queue", "active", "failed", "owners")
 MESSAGE = "message.eml"
@@ -111,8 +113,9 @@ def new_id(now: float | None = None) -> str:
 def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     """~1 min after the first failure, doubling, capped at 1 h, with jitter."""
     base = min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY)
-    r = (rng or random).uniform(-JITTER, JITTER)
-    return min(base * (1 + r), MAX_RETRY)
+    # os.urandom, not the random module: the enqueue path stays light.
+    unit = rng.random() if rng else int.from_bytes(os.urandom(4), "big") / 2**32
+    return min(base * (1 + JITTER * (2 * unit - 1)), MAX_RETRY)
 
 
 class Owner:
