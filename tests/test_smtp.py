@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from smtp_servers import (
     SENDER,
     Replies,
@@ -360,3 +364,30 @@ async def test_password_never_in_any_output(settings: Settings, ca: trustme.CA) 
         for out in outputs:
             assert secret not in out
     assert "[credentials hidden]" in outputs[0]
+
+
+# The "pw-" start keeps a password from matching ordinary transcript text (a
+# password "250" would "appear" in every reply) while the rest is anything.
+@given(password=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+                        min_size=1, max_size=40).map(lambda rest: "pw-" + rest))
+@settings_(max_examples=25, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_password_form_leaks(password: str, auth_server) -> None:
+    """Any password, refused after PLAIN and LOGIN both put it on the wire:
+    neither it nor its base64 forms reach the transcript, the error or a hint."""
+    s = replace(Settings().smtp, host="127.0.0.1", port=auth_server.port, encryption="none",
+                allow_insecure_auth=True, username=USER, password=password,
+                sender_address=SENDER, timeout=5)
+    with pytest.raises(SmtpFailure) as info:
+        asyncio.run(send_message(s, _msg()))
+    f = info.value
+    assert f.kind == "auth_failed"
+    out = _all_text(f) + f.hint("en") + f.hint("ru") + f.summary()
+    for secret in smtp.secret_forms(USER, password):
+        assert secret not in out
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    with smtp_server("plain", auth=(USER, "only-this-one"), auth_require_tls=False) as srv:
+        yield srv
