@@ -546,6 +546,8 @@ class Connection:
             infos = await loop.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise self._failure("dns", f"{ep.host}: {exc.strerror or exc}") from None
+        except UnicodeError:  # the IDNA codec refuses it before any lookup
+            raise self._failure("dns", f"{ep.host}: not a valid host name") from None
         last: OSError | None = None
         for family, kind, proto, _, addr in infos:
             sock = socket.socket(family, kind, proto)
