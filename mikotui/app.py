@@ -115,7 +115,7 @@ class MikoApp(App[int]):
         return typed + [p for p in self.problems
                         if p.level == "error" and p.key not in self.input_errors]
 
-    def t(self, key: str, **values: object) -> str:
+    def t(self, key: str, /, **values: object) -> str:
         return i18n.ui(self.lang, key, **values)
 
     def refresh_state(self) -> None:
@@ -137,6 +137,7 @@ class MikoApp(App[int]):
         self.sandbox = Sandbox(Path(self._sandbox_dir.name) / "mail",
                                on_message=self._captured_from_thread)
         self.sandbox.start()
+        self.refresh_state()
 
     def _captured_from_thread(self, message: object) -> None:
         self.call_from_thread(self._captured, message)
@@ -163,14 +164,15 @@ class MikoApp(App[int]):
         tested by mailing the admin (the seed's rule)."""
         errors = self.errors()
         if errors:
-            first = errors[0]
-            more = self.t("save.more", n=len(errors) - 1) if len(errors) > 1 else ""
-            self.notify(self.t("save.blocked", key=first.key,
-                               message=i18n.problem(self.lang, first.message)) + more,
-                        title=self.t("save.blocked_title"), severity="error", timeout=8)
+            shown = [self.t("save.blocked", key=p.key, message=i18n.problem(self.lang, p.message))
+                     for p in errors[:3]]
+            if len(errors) > 3:
+                shown.append(self.t("save.more", n=len(errors) - 3))
+            self.notify("\n".join(shown), title=self.t("save.blocked_title"),
+                        severity="error", timeout=10)
             focus = getattr(self.screen, "focus_key", None)
             if focus:
-                focus(first.key)
+                focus(errors[0].key)
             return False
         before = self.saved
         try:

@@ -196,7 +196,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "part.footer": "footer",
         "save.blocked_title": "Not saved",
         "save.blocked": "{key}: {message}",
-        "save.more": " (and {n} more)",
+        "save.more": "(and {n} more)",
         "save.failed": "Cannot write {path}: {error}",
         "save.done": "Saved {path}",
         "save.testing": "SMTP settings changed: sending a test mail to {to}",
@@ -248,6 +248,9 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "outbox.nothing_selected": "Select a notification first",
         "outbox.error": "{id}: {error}",
         "outbox.sandbox_only": "Not in sandbox mode: start with --sandbox to capture mail",
+        "outbox.now": "now",
+        "outbox.in_min": "in {n} min",
+        "outbox.owed": "Still owed to",
     },
     "ru": {
         "nav.smtp": "SMTP",
@@ -321,7 +324,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "part.footer": "подвал",
         "save.blocked_title": "Не сохранено",
         "save.blocked": "{key}: {message}",
-        "save.more": " (и ещё {n})",
+        "save.more": "(и ещё {n})",
         "save.failed": "Не удалось записать {path}: {error}",
         "save.done": "Сохранено: {path}",
         "save.testing": "Настройки SMTP изменены: отправляю тестовое письмо на {to}",
@@ -374,6 +377,9 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "outbox.error": "{id}: {error}",
         "outbox.sandbox_only": "Не режим песочницы: запустите с --sandbox, чтобы "
                                "перехватывать письма",
+        "outbox.now": "сейчас",
+        "outbox.in_min": "через {n} мин",
+        "outbox.owed": "Ещё не доставлено",
     },
 }
 
@@ -405,7 +411,7 @@ _PROBLEMS_RU: tuple[tuple[str, str], ...] = (
 )
 
 
-def ui(lang: str, key: str, **values: object) -> str:
+def ui(lang: str, key: str, /, **values: object) -> str:
     """A UI string in `lang` (English when Russian lacks it; the key itself
     when nobody has it, so a missing string shows rather than crashes)."""
     table = UI_STRINGS.get(lang, UI_STRINGS["en"])

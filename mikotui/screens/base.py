@@ -42,7 +42,7 @@ class BaseScreen(Screen[None]):
     def miko(self) -> MikoApp:
         return cast("MikoApp", self.app)
 
-    def t(self, key: str, **values: object) -> str:
+    def t(self, key: str, /, **values: object) -> str:
         return i18n.ui(self.miko.lang, key, **values)
 
     def on_mount(self) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Dialog(ModalScreen):  # type: ignore[type-arg]
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.cancel")]
 
-    def t(self, key: str, **values: object) -> str:
+    def t(self, key: str, /, **values: object) -> str:
         return i18n.ui(cast("MikoApp", self.app).lang, key, **values)
 
     def on_mount(self) -> None:

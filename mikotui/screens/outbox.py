@@ -1,23 +1,219 @@
-"""F4: the outbox (spool): queued and failed notifications, retry, purge;
-in --sandbox also the mail the capture server received."""
+"""F4: the outbox (the spool): queued and failed notifications with their
+attempts, next attempt and last error; retry and purge (confirmed). In
+--sandbox mode also the mail the capture server received."""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import DataTable, Label
+from datetime import datetime
+from typing import ClassVar
 
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, Static
+from textual.widgets.data_table import CellDoesNotExist
+
+from mikotui import i18n
 from mikotui.screens.base import BaseScreen
+from mikotui.screens.dialogs import ConfirmDialog, MailScreen
+from mikotui.spool import Entry, Spool, SpoolError
+
+ERROR_WIDTH = 60  # the whole error is one Enter away
+
+
+def when(epoch: float, now: float, lang: str) -> str:
+    """A next attempt as a person plans around it: now, in N min, or a time."""
+    if epoch <= now:
+        return i18n.ui(lang, "outbox.now")
+    minutes = (epoch - now) / 60
+    if minutes < 60:
+        return i18n.ui(lang, "outbox.in_min", n=max(1, round(minutes)))
+    return datetime.fromtimestamp(epoch).strftime("%m-%d %H:%M")
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class OutboxScreen(BaseScreen):
     MODE = "outbox"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "retry", "key.retry"),
+        Binding("d,delete", "purge", "key.purge", key_display="d"),
+        Binding("f5", "refresh", "key.refresh", key_display="F5"),
+    ]
 
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="outbox"):
             yield Label(self.t("outbox.spool"), classes="area-label")
             yield DataTable(id="spool", cursor_type="row", zebra_stripes=True)
+            yield Static(self.t("outbox.empty"), id="spool-empty", classes="empty")
+            if self.miko.sandbox_mode:
+                yield Label(self.t("outbox.captured"), classes="area-label")
+                yield DataTable(id="captured", cursor_type="row", zebra_stripes=True)
+                yield Static(self.t("outbox.no_captured"), id="captured-empty",
+                             classes="empty")
 
     def on_mount(self) -> None:
         super().on_mount()
+        t = self.t
+        self.query_one("#spool", DataTable).add_columns(
+            *(t(f"outbox.col.{c}") for c in ("state", "kind", "to", "attempts", "next", "error")))
+        if self.miko.sandbox_mode:
+            self.query_one("#captured", DataTable).add_columns(
+                *(t(f"outbox.col.{c}") for c in ("time", "to", "subject", "size")))
         self.refresh_state()
+        # A deliverer in another process moves entries; look again now and then.
+        self.set_interval(3.0, self.refresh_state)
+
+    @property
+    def spool(self) -> Spool:
+        s = self.miko.settings
+        return Spool(s.spool_dir(), s.spool.max_age_hours)
+
+    # --- state ----------------------------------------------------------------
+
+    def refresh_state(self) -> None:
+        super().refresh_state()
+        self._fill_spool()
+        if self.miko.sandbox_mode:
+            self._fill_captured()
+
+    def _entries(self) -> list[Entry]:
+        spool = self.spool
+        return [e for state in ("active", "queue", "failed") for e in spool.entries(state)]
+
+    def _fill_spool(self) -> None:
+        table = self.query_one("#spool", DataTable)
+        now = self.miko.clock().timestamp()
+        rows = []
+        for e in self._entries():
+            m = e.meta
+            state = {"queue": "queued", "failed": "failed"}.get(e.state, e.state)
+            nxt = {"queue": when(m.next_attempt, now, self.miko.lang), "failed": "-"}.get(e.state, "…")
+            error = m.failed_reason or m.last_error or "-"
+            style = "red" if e.state == "failed" else ""
+            rows.append((e.id, (Text(self.t(f"outbox.{state}"), style=style), m.kind,
+                                ", ".join(m.owed or m.recipients) or "-", str(m.attempts), nxt,
+                                _short(error, ERROR_WIDTH))))
+        self._replace_rows(table, rows)
+        table.display = bool(rows)
+        self.query_one("#spool-empty").display = not rows
+
+    def _fill_captured(self) -> None:
+        table = self.query_one("#captured", DataTable)
+        sandbox = self.miko.sandbox
+        messages = sandbox.messages() if sandbox is not None else []
+        rows = [(str(m.path), (m.received.astimezone().strftime("%H:%M:%S"),
+                               ", ".join(m.rcpt_tos), _short(m.subject, 40), f"{m.size} B"))
+                for m in reversed(messages)]
+        self._replace_rows(table, rows)
+        table.display = bool(rows)
+        self.query_one("#captured-empty").display = not rows
+
+    @staticmethod
+    def _replace_rows(table: DataTable, rows: list[tuple[str, tuple]]) -> None:  # type: ignore[type-arg]
+        """Refill a table, keeping the cursor on the same entry if it is still there."""
+        keys = [k for k, _ in rows]
+        current = None
+        if table.row_count:
+            try:
+                current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            except CellDoesNotExist:
+                current = None
+        old = [k.value for k in table.rows]
+        if old == keys and all(table.get_row(k) == list(cells) for k, cells in rows):
+            return
+        table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if current in keys:
+            table.move_cursor(row=keys.index(current))
+
+    # --- actions ----------------------------------------------------------------
+
+    def _selected(self, table_id: str) -> str | None:
+        table = self.query_one(f"#{table_id}", DataTable)
+        if not table.row_count or not table.display:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_refresh(self) -> None:
+        self.refresh_state()
+
+    def action_retry(self) -> None:
+        entry_id = self._selected("spool")
+        if entry_id is None:
+            self.notify(self.t("outbox.nothing_selected"), severity="warning")
+            return
+        try:
+            spool = self.spool.ensure()
+            with spool.owner() as owner:
+                spool.retry(entry_id, owner)
+        except (SpoolError, OSError) as exc:
+            self.notify(self.t("outbox.error", id=entry_id, error=exc), severity="error")
+        else:
+            self.notify(self.t("outbox.retry_done", id=entry_id))
+        self.refresh_state()
+
+    def action_purge(self) -> None:
+        entry_id = self._selected("spool")
+        if entry_id is None:
+            self.notify(self.t("outbox.nothing_selected"), severity="warning")
+            return
+        entry = self.spool.find(entry_id)
+        if entry is None:
+            self.refresh_state()
+            return
+        question = self.t("outbox.purge_question", id=entry_id, kind=entry.meta.kind,
+                          to=", ".join(entry.meta.recipients) or "-")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.spool.purge(entry_id)
+            except (SpoolError, OSError) as exc:
+                self.notify(self.t("outbox.error", id=entry_id, error=exc), severity="error")
+            else:
+                self.notify(self.t("outbox.purge_done", id=entry_id))
+            self.refresh_state()
+
+        self.app.push_screen(ConfirmDialog(question, self.t("outbox.purge_yes")), answered)
+
+    @on(DataTable.RowSelected, "#spool")
+    def open_entry(self, event: DataTable.RowSelected) -> None:
+        entry = self.spool.find(str(event.row_key.value))
+        if entry is None:
+            return
+        m = entry.meta
+        t = self.t
+        lines = [f"ID: {m.id}", f"{t('outbox.col.kind')}: {m.kind}",
+                 f"{t('outbox.col.to')}: {', '.join(m.recipients)}",
+                 f"{t('outbox.owed')}: {', '.join(m.owed) or '-'}",
+                 f"{t('outbox.col.subject')}: {m.subject}",
+                 f"{t('outbox.col.attempts')}: {m.attempts}",
+                 f"{t('outbox.col.error')}: {m.last_error or '-'}"]
+        if m.failed_reason:
+            lines.append(f"{t('outbox.failed')}: {m.failed_reason}")
+        lines += [f"{t('transcript.refused', who=a)} {why}" for a, why in m.refused.items()]
+        self.app.push_screen(MailScreen(m.subject or m.id, "\n".join(lines)))
+
+    @on(DataTable.RowSelected, "#captured")
+    def open_captured(self, event: DataTable.RowSelected) -> None:
+        sandbox = self.miko.sandbox
+        found = [m for m in (sandbox.messages() if sandbox else [])
+                 if str(m.path) == event.row_key.value]
+        if not found:
+            return
+        msg = found[0].parse()
+        headers = [f"{h}: {msg[h]}" for h in ("From", "To", "Subject", "Date") if msg[h]]
+        body = msg.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        attachments = [f"Attachment: {a.get_filename()} ({a.get_content_type()})"
+                       for a in msg.iter_attachments()]
+        self.app.push_screen(MailScreen(found[0].subject,
+                                        "\n".join([*headers, *attachments, "", text])))

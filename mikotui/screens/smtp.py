@@ -90,7 +90,7 @@ class SmtpScreen(BaseScreen):
             with HorizontalGroup(classes="buttons"):
                 yield Button(t("button.test"), id="send-test", variant="primary", compact=True)
                 yield Button(t("button.save"), id="save", compact=True)
-                yield Button(t("button.transcript"), id="transcript", compact=True)
+                yield Button(t("button.transcript"), id="show-transcript", compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()

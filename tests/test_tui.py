@@ -1,0 +1,380 @@
+"""Pilot tests of the terminal UI: real config files, a real spool and a
+real aiosmtpd server (the sandbox) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mikotui import config
+from mikotui.app import MikoApp, build
+from mikotui.sandbox import Sandbox, free_port
+from mikotui.screens.dialogs import ConfirmDialog, MailScreen, QuitDialog, TranscriptScreen
+from mikotui.spool import Meta, Spool, new_id
+from mikotui.widgets.email_preview import EmailPreview
+from mikotui.widgets.form import Field
+from mikotui.widgets.transcript_view import TranscriptView
+
+SIZE = (100, 40)
+
+
+def make_app(path: Path, *, lang: str = "en", sandbox: bool = False) -> MikoApp:
+    return build(argparse.Namespace(config=str(path), lang=lang, sandbox=sandbox), blink=False)
+
+
+def preview_text(app: MikoApp) -> str:
+    return str(app.screen.query_one(EmailPreview).query_one(".preview-text").render())
+
+
+def notes(app: MikoApp) -> str:
+    return "\n".join(f"{n.title} {n.message}" for n in app._notifications)
+
+
+async def type_into(pilot, selector: str, text: str, *, clear: bool = False) -> None:
+    widget = pilot.app.screen.query_one(selector)
+    widget.focus()
+    await pilot.pause()
+    if clear:
+        widget.value = ""
+    await pilot.press("end", *text)
+    await pilot.pause()
+
+
+@pytest.fixture
+def config_path(settings, write_config) -> Path:
+    return write_config(settings)
+
+
+async def test_subject_edit_updates_preview(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await pilot.pause()
+        assert "Subject: Missed Call from 79261234567" in preview_text(app)
+        await type_into(pilot, "#missed_call--subject", " URGENT")
+        assert app.settings.missed_call.subject == "Missed Call from NOTIFICATION_CALLERID URGENT"
+        assert "Subject: Missed Call from 79261234567 URGENT" in preview_text(app)
+        assert "unsaved" in str(app.screen.query_one("#nav").render())
+
+
+async def test_insert_parameter_at_cursor(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        await type_into(pilot, "#voicemail--subject", " box ")
+        params = app.screen.query_one("#parameters")
+        params.focus()
+        await pilot.pause()
+        names = [params.get_option_at_index(i).id for i in range(params.option_count)]
+        params.highlighted = names.index("VM_MAILBOX")
+        await pilot.press("enter")
+        await pilot.pause()
+        subject = app.settings.voicemail.subject
+        assert subject.endswith(" box VM_MAILBOX")
+        # The cursor stays after the inserted name, in the field it went to.
+        assert app.focused is app.screen.query_one("#voicemail--subject")
+        assert " box 201" in preview_text(app)
+
+
+async def test_insert_parameter_into_body(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await pilot.pause()
+        body = app.screen.query_one("#missed_call--body")
+        body.focus()
+        body.move_cursor((0, len("You have a missed call")))
+        await pilot.press("space")
+        app.screen.query_one("#parameters").focus()
+        await pilot.pause()
+        await pilot.press("enter")  # the first parameter: NOTIFICATION_CALLERID
+        await pilot.pause()
+        assert app.settings.missed_call.body.startswith(
+            "You have a missed call NOTIFICATION_CALLERID\n")
+        assert "You have a missed call 79261234567\n" in preview_text(app)
+
+
+async def test_unknown_parameter_is_marked(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await type_into(pilot, "#missed_call--subject", " NOTIFICATION_CALLER")
+        assert "unknown parameter in the subject: NOTIFICATION_CALLER" in preview_text(app)
+        field = next(f for f in app.screen.query(Field) if f.key == "missed_call.subject")
+        message = str(field.query_one(".field-message").render())
+        assert "did you mean NOTIFICATION_CALLERID" in message
+
+
+async def test_invalid_port_blocks_save(config_path):
+    before = config_path.read_bytes()
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_into(pilot, "#smtp--port", "0", clear=False)  # 5870
+        await type_into(pilot, "#smtp--port", "00")  # 587000
+        assert app.settings.smtp.port == 587000
+        field = next(f for f in app.screen.query(Field) if f.key == "smtp.port")
+        assert "must be 1..65535, got 587000" in str(field.query_one(".field-message").render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "smtp.port: must be 1..65535, got 587000" in notes(app)
+        assert app.unsaved
+    assert config_path.read_bytes() == before
+
+
+async def test_port_that_is_not_a_number_blocks_save(config_path):
+    before = config_path.read_bytes()
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        port = app.screen.query_one("#smtp--port")
+        port.value = ""
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "smtp.port: must be a whole number" in notes(app)
+    assert config_path.read_bytes() == before
+
+
+async def test_save_writes_the_file(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await type_into(pilot, "#missed_call--email", "reception@mycompany.com")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not app.unsaved
+        assert "unsaved" not in str(app.screen.query_one("#nav").render())
+    saved = config.load(config_path)
+    assert saved.missed_call.email == "reception@mycompany.com"
+    assert saved.employees == app.saved.employees  # the rest survives the round trip
+
+
+async def test_ssl_scheme_and_port_mistakes_are_explained(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        host = app.screen.query_one("#smtp--host")
+        host.value = "ssl://smtp.gmail.com"
+        await pilot.pause()
+        fields = {f.key: f for f in app.screen.query(Field)}
+        assert "smtp.gmail.com:465 with SSL/TLS" in str(
+            fields["smtp.host"].query_one(".field-message").render())
+        host.value = "smtp.yandex.ru"
+        app.screen.query_one("#smtp--port").value = "465"
+        await pilot.pause()
+        assert "port 465 expects SSL/TLS" in str(
+            fields["smtp.port"].query_one(".field-message").render())
+
+
+async def test_preset_fills_host_port_and_encryption(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#preset").value = "yandex"
+        await pilot.pause()
+        smtp = app.settings.smtp
+        assert (smtp.host, smtp.port, smtp.encryption) == ("smtp.yandex.ru", 465, "ssl")
+        assert app.screen.query_one("#smtp--port").value == "465"
+        assert app.screen.query_one("#enc-ssl").value
+        preset = next(f for f in app.screen.query(Field) if f.key == "preset")
+        assert "app password" in str(preset.query_one(".field-message").render())
+
+
+async def test_quit_with_unsaved_changes_asks(config_path):
+    before = config_path.read_bytes()
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_into(pilot, "#smtp--sender_name", "PBX")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitDialog)
+        await pilot.press("escape")  # cancel: back to the form, still running
+        await pilot.pause()
+        assert not isinstance(app.screen, QuitDialog) and app.is_running
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.click("#discard")
+        await pilot.pause()
+    assert app.return_value == 0
+    assert config_path.read_bytes() == before
+
+
+async def test_quit_dialog_save_saves(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await type_into(pilot, "#voicemail--email", "")
+        app.screen.query_one("#voicemail--email").value = "vm@mycompany.com"
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("enter")  # Save has the focus
+        await pilot.pause()
+    assert config.load(config_path).voicemail.email == "vm@mycompany.com"
+
+
+async def test_quit_without_changes_just_quits(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert app.return_value == 0
+
+
+async def test_smtp_change_and_save_mails_the_admin(settings, write_config, tmp_path):
+    with Sandbox(tmp_path / "server") as server:
+        path = write_config(server.point(settings))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await type_into(pilot, "#smtp--sender_name", "Office PBX")
+            await pilot.press("ctrl+s")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.last_report is not None and app.last_report.ok
+            assert "Test mail sent" in notes(app)
+        got = server.messages()
+    assert len(got) == 1
+    assert got[0].rcpt_tos == ("admin@mycompany.com",)
+    msg = got[0].parse()
+    assert msg["Subject"] == "SMTP Settings Test"
+    assert "Office PBX" in msg["From"]
+    assert config.load(path).smtp.sender_name == "Office PBX"
+
+
+async def test_save_without_smtp_change_sends_nothing(settings, write_config, tmp_path):
+    with Sandbox(tmp_path / "server") as server:
+        path = write_config(server.point(settings))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f2")
+            await type_into(pilot, "#missed_call--subject", "!")
+            await pilot.press("ctrl+s")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.last_report is None
+        assert server.messages() == []
+
+
+async def test_send_test_to_another_address(settings, write_config, tmp_path):
+    with Sandbox(tmp_path / "server") as server:
+        path = write_config(server.point(settings))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            to = app.screen.query_one("#to")
+            to.value = "someone@example.org"
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        got = server.messages()
+    assert [m.rcpt_tos for m in got] == [("someone@example.org",)]
+
+
+async def test_failed_test_send_shows_kind_and_hint(settings, write_config):
+    smtp = replace(settings.smtp, host="127.0.0.1", port=free_port(), encryption="none",
+                   timeout=5)
+    path = write_config(replace(settings, smtp=smtp))
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        report = app.last_report
+        assert report is not None and not report.ok
+        assert report.kind == "refused"
+        assert report.hint and report.hint in notes(app)
+        assert "refused" in notes(app)
+        await pilot.click("#show-transcript")
+        await pilot.pause()
+        assert isinstance(app.screen, TranscriptScreen)
+        shown = "\n".join(str(s.render()) for s in app.screen.query_one(TranscriptView).children)
+        assert "Failed: refused" in shown and report.hint in shown
+        assert "127.0.0.1" in shown
+
+
+def _spool_with_two(settings) -> tuple[Spool, str, str]:
+    spool = Spool(settings.spool_dir()).ensure()
+    data = b"Subject: test\r\n\r\nhello\r\n"
+    queued = spool.enqueue(Meta(new_id(), "missed", 0.0, recipients=("a@example.com",),
+                                owed=("a@example.com",), subject="Missed", attempts=2,
+                                next_attempt=9e9, last_error="451 try later"), data)
+    failing = spool.enqueue(Meta(new_id(), "voicemail", 0.0, recipients=("b@example.com",),
+                                 owed=("b@example.com",), subject="Voicemail", attempts=1), data)
+    with spool.owner() as owner:
+        entry = spool.claim(failing.id, owner)
+        spool.fail(entry, "550 no such user")
+    return spool, queued.id, failing.id
+
+
+async def test_outbox_retry_and_purge_act_on_the_spool(settings, config_path):
+    spool, queued, failed = _spool_with_two(settings)
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        table = app.screen.query_one("#spool")
+        assert table.row_count == 2
+        row = [str(c) for c in table.get_row(failed)]
+        assert "550 no such user" in row and "failed" in row
+        table.focus()
+        table.move_cursor(row=table.get_row_index(failed))
+        await pilot.press("r")
+        await pilot.pause()
+        assert [e.id for e in spool.entries("failed")] == []
+        assert failed in [e.id for e in spool.entries("queue")]
+        table.move_cursor(row=table.get_row_index(queued))
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("escape")  # no: nothing deleted
+        await pilot.pause()
+        assert spool.find(queued) is not None
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.click("#yes")
+        await pilot.pause()
+        assert spool.find(queued) is None
+        assert table.row_count == 1
+
+
+async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
+    saved = config_path.read_bytes()
+    app = make_app(config_path, sandbox=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.sandbox is not None
+        banner = str(app.screen.query_one("#sandbox-banner").render())
+        assert f"127.0.0.1:{app.sandbox.port}" in banner
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.last_report is not None and app.last_report.ok, app.last_report
+        await pilot.press("f4")
+        await pilot.pause()
+        table = app.screen.query_one("#captured")
+        assert table.row_count == 1
+        assert "SMTP Settings Test" in [str(c) for c in table.get_row_at(0)]
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, MailScreen)
+        assert "If you receive this email" in app.screen.content
+    assert config_path.read_bytes() == saved  # the sandbox never touches the file
+
+
+async def test_russian_labels(config_path):
+    app = make_app(config_path, lang="ru")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "Пропущенные" in str(app.screen.query_one("#nav").render())
+        labels = [str(w.render()) for w in app.screen.query(".field-label")]
+        assert "SMTP хост" in labels
+        await type_into(pilot, "#smtp--port", "000")
+        field = next(f for f in app.screen.query(Field) if f.key == "smtp.port")
+        assert "от 1 до 65535" in str(field.query_one(".field-message").render())
