@@ -269,9 +269,13 @@ class Transcript:
         out = [f"{'===' if d == '==' else '***' if d == '**' else ' ' + d} {line}"
                for d, line, _ in self.lines]
         if self.phases:
-            times = ", ".join(f"{k} {v:.3f} s" for k, v in self.phases.items())
+            times = ", ".join(f"{k} {_duration(v)}" for k, v in self.phases.items())
             out.append(f"=== Time: {times}")
         return self.scrub("\n".join(out) + "\n")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def secret_forms(username: str, password: str) -> tuple[str, ...]:
