@@ -372,8 +372,9 @@ class Connection:
                  record: bool = True) -> None:
         self.smtp = smtp
         self.on_event = on_event
+        self._secrets = secret_forms(smtp.username, smtp.password)
         self.transcript: Transcript | None = (
-            Transcript(secrets=secret_forms(smtp.username, smtp.password)) if record else None)
+            Transcript(secrets=self._secrets) if record else None)
         self._client: aiosmtplib.SMTP | None = None
         self._tap = _Wiretap(self.transcript) if self.transcript else None
         self.endpoint: config.Endpoint | None = None
@@ -692,9 +693,10 @@ class Connection:
 
     def _failure(self, kind: str, message: str = "", code: int | None = None, *,
                  variant: str = "", refused: dict | None = None) -> SmtpFailure:
+        for secret in self._secrets:  # a server may echo what it was sent
+            message = message.replace(secret, "********")
         t = self.transcript
         if t is not None:
-            message = t.scrub(message)
             t.add("**", f"{kind}: {f'{code} ' if code else ''}{message}")
         if variant == "" and kind in ("timeout", "tls_handshake") and self.endpoint:
             variant = _port_mistake(self.endpoint)
