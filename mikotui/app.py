@@ -53,12 +53,14 @@ class MikoApp(App[int]):
     }
     DEFAULT_MODE = "smtp"
     ENABLE_COMMAND_PALETTE = False
-    # Descriptions are i18n keys; __init__ puts them in the UI language.
+    # Descriptions are i18n keys; __init__ puts them in the UI language. F1-F4
+    # are shown (and clickable) in the bar of screens at the top, which leaves
+    # the footer room for the actions even in Russian at 80 columns.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1", "switch_mode('smtp')", "nav.smtp", key_display="F1"),
-        Binding("f2", "switch_mode('missed')", "nav.missed", key_display="F2"),
-        Binding("f3", "switch_mode('voicemail')", "nav.voicemail", key_display="F3"),
-        Binding("f4", "switch_mode('outbox')", "nav.outbox", key_display="F4"),
+        Binding("f1", "switch_mode('smtp')", "nav.smtp", key_display="F1", show=False),
+        Binding("f2", "switch_mode('missed')", "nav.missed", key_display="F2", show=False),
+        Binding("f3", "switch_mode('voicemail')", "nav.voicemail", key_display="F3", show=False),
+        Binding("f4", "switch_mode('outbox')", "nav.outbox", key_display="F4", show=False),
         Binding("ctrl+s", "save", "key.save", key_display="^S", priority=True),
         Binding("ctrl+t", "send_test", "key.test", key_display="^T", priority=True),
         Binding("ctrl+q", "quit", "key.quit", key_display="^Q", priority=True),
@@ -234,7 +236,7 @@ class MikoApp(App[int]):
         else:
             self.last_report = SendReport.sent(result, target)
             self.notify(self.t("send.done", to=target,
-                               seconds=f"{time.monotonic() - started:.1f}"),
+                               seconds=f"{time.monotonic() - started:.2f}"),
                         title=self.t("send.done_title"), timeout=6)
         finally:
             self.phase = Phase("")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 from textual.app import ComposeResult
 from textual.dom import DOMNode
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Input, Static
 
 from mikotui import i18n
 from mikotui.widgets.nav import NavBar
@@ -29,10 +29,15 @@ def translate_bindings(node: DOMNode, lang: str) -> None:
 
 
 def still_cursors(screen: Screen) -> None:  # type: ignore[type-arg]
-    """No blinking cursor when the app asks for none (snapshots, slow links)."""
-    if not getattr(screen.app, "blink", True):
-        for widget in screen.query("Input, TextArea"):
+    """No blinking cursor when the app asks for none (snapshots, slow links);
+    and Tab into a field keeps its text (no select-all that the next key
+    would replace: a template is edited, not retyped)."""
+    blink = getattr(screen.app, "blink", True)
+    for widget in screen.query("Input, TextArea"):
+        if not blink:
             widget.cursor_blink = False  # type: ignore[attr-defined]
+        if isinstance(widget, Input):
+            widget.select_on_focus = False
 
 
 class BaseScreen(Screen[None]):

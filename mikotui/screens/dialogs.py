@@ -97,7 +97,7 @@ class SendTestDialog(Dialog):
         with Vertical(classes="dialog"):
             yield Label(self.t("test.title"), classes="dialog-title")
             yield Label(self.t("test.to"))
-            yield Input(self.admin, id="to", compact=True)
+            yield Input(self.admin, id="to", compact=True, select_on_focus=False)
             yield Static("", id="to-error", classes="field-message")
             with HorizontalGroup(classes="dialog-buttons"):
                 yield Button(self.t("test.send"), id="send", variant="primary", compact=True)

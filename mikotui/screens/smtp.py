@@ -57,7 +57,7 @@ class SmtpScreen(BaseScreen):
                 [(t(f"preset.{p}"), p) for p in (*PRESETS, "other")],
                 value=preset_of(s.smtp.host), allow_blank=False, compact=True, id="preset"))
             yield Field("smtp.host", t("label.smtp.host"),
-                        Input(s.smtp.host, id="smtp--host", compact=True,
+                        Input(s.smtp.host, id="smtp--host", compact=True, select_on_focus=False,
                               placeholder="smtp.example.com"))
             yield Field("smtp.port", t("label.smtp.port"),
                         Input(str(s.smtp.port), id="smtp--port", compact=True, type="integer",
@@ -70,20 +70,20 @@ class SmtpScreen(BaseScreen):
                 t("label.smtp.verify_certificate"), s.smtp.verify_certificate,
                 id="smtp--verify_certificate", compact=True))
             yield Field("smtp.username", t("label.smtp.username"),
-                        Input(s.smtp.username, id="smtp--username", compact=True))
+                        Input(s.smtp.username, id="smtp--username", compact=True, select_on_focus=False))
             yield Field("smtp.password", t("label.smtp.password"),
                         Input(s.smtp.password, id="smtp--password", password=True,
-                              compact=True),
+                              compact=True, select_on_focus=False),
                         Button(t("password.show"), id="show-password", compact=True))
             yield Field("smtp.sender_address", t("label.smtp.sender_address"),
-                        Input(s.smtp.sender_address, id="smtp--sender_address", compact=True,
+                        Input(s.smtp.sender_address, id="smtp--sender_address", compact=True, select_on_focus=False,
                               placeholder=t("placeholder.sender_address")))
             yield Field("smtp.sender_name", t("label.smtp.sender_name"),
-                        Input(s.smtp.sender_name, id="smtp--sender_name", compact=True,
+                        Input(s.smtp.sender_name, id="smtp--sender_name", compact=True, select_on_focus=False,
                               placeholder="MikoPBX notification"))
             yield Field("notifications.admin_email", t("label.notifications.admin_email"),
                         Input(s.notifications.admin_email, id="notifications--admin_email",
-                              compact=True))
+                              compact=True, select_on_focus=False))
             yield Field("notifications.enabled", "", Checkbox(
                 t("label.notifications.enabled"), s.notifications.enabled,
                 id="notifications--enabled", compact=True))
