@@ -632,7 +632,7 @@ class Connection:
             await client.login(self.smtp.username, self.smtp.password)
         except aiosmtplib.SMTPAuthenticationError as exc:
             if self.transcript:
-                self.transcript.auth = f"failed: {exc.code} {exc.message}"
+                self.transcript.auth = self.transcript.scrub(f"failed: {exc.code} {exc.message}")
             kind = _coded_kind(exc.code, "auth_failed") if exc.code < 500 else "auth_failed"
             variant = "app_password" if _needs_app_password(ep.host) else ""
             raise self._failure(kind, exc.message, exc.code, variant=variant) from None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from aiosmtpd.smtp import AuthResult
 from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
@@ -366,6 +367,23 @@ async def test_password_never_in_any_output(settings: Settings, ca: trustme.CA) 
         for out in outputs:
             assert secret not in out
     assert "[credentials hidden]" in outputs[0]
+
+
+async def test_server_echoing_the_password_is_scrubbed(settings: Settings) -> None:
+    def echo(server, session, envelope, mechanism, data) -> AuthResult:
+        return AuthResult(success=False, handled=False,
+                          message=f"535 5.7.8 bad password {data.password.decode()}")
+
+    with smtp_server("plain", auth=(USER, "x"), auth_require_tls=False,
+                     authenticator=echo) as srv:
+        s = srv.point(settings, allow_insecure_auth=True, password=PASSWORD).smtp
+        for record in (True, False):
+            with pytest.raises(SmtpFailure) as info:
+                async with Connection(s, record=record):
+                    pass
+            f = info.value
+            assert f.kind == "auth_failed" and "bad password ********" in f.server_message
+            assert PASSWORD not in _all_text(f)
 
 
 # The "pw-" start keeps a password from matching ordinary transcript text (a
