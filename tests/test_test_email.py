@@ -93,6 +93,12 @@ def test_config_error_exits_78(cli, settings: Settings, write_config) -> None:
     assert "smtp.encryption" in proc.stderr_text and "Traceback" not in proc.stderr_text
 
 
+def test_bad_to_is_a_usage_error(cli, settings: Settings, write_config) -> None:
+    proc = cli("test-email", "--config", str(write_config(settings)), "--to", "not-an-address")
+    assert proc.returncode == 64
+    assert "--to: not an email address" in proc.stderr_text and proc.stdout_text == ""
+
+
 def _line(proc: subprocess.Popen, timeout: float = 10) -> str:
     """The next stdout line of a running process, waiting at most `timeout`."""
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
