@@ -420,7 +420,9 @@ def validate(settings: Settings) -> list[Problem]:
             ep = s.endpoint()
             if not (_HOSTNAME_RE.match(ep.host) or _is_ip(ep.host)):
                 add("smtp.host", f"not a valid host name: {ep.host!r}")
-            elif not 1 <= ep.port <= 65535:
+            elif not 1 <= ep.port <= 65535 and ep.port != s.port:
+                # Only a port written in the host is the host's problem; the
+                # port field's own check below names the right key.
                 add("smtp.host", f"port must be 1..65535, got {ep.port}")
         except ValueError as exc:
             add("smtp.host", str(exc))
