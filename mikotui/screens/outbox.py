@@ -20,7 +20,9 @@ from mikotui.screens.base import BaseScreen
 from mikotui.screens.dialogs import ConfirmDialog, MailScreen
 from mikotui.spool import Entry, Spool, SpoolError
 
-ERROR_WIDTH = 60  # the whole error is one Enter away
+# The other columns take about this many cells; the last error gets the rest
+# (at least a few words), and the whole error is one Enter away.
+OTHER_COLUMNS = 66
 
 
 def when(epoch: float, now: float, lang: str) -> str:
@@ -31,6 +33,11 @@ def when(epoch: float, now: float, lang: str) -> str:
     if minutes < 60:
         return i18n.ui(lang, "outbox.in_min", n=max(1, round(minutes)))
     return datetime.fromtimestamp(epoch).strftime("%m-%d %H:%M")
+
+
+def cell(text: str, style: str = "") -> Text:
+    """A table cell taken as plain text (a "[" in an error is not markup)."""
+    return Text(text, style=style, end="", no_wrap=True)
 
 
 def _short(text: str, width: int) -> str:
@@ -69,6 +76,10 @@ class OutboxScreen(BaseScreen):
         # A deliverer in another process moves entries; look again now and then.
         self.set_interval(3.0, self.refresh_state)
 
+    def kind_name(self, kind: str) -> str:
+        name = self.t(f"kind.{kind}")
+        return kind if name == f"kind.{kind}" else name
+
     @property
     def spool(self) -> Spool:
         s = self.miko.settings
@@ -89,6 +100,7 @@ class OutboxScreen(BaseScreen):
     def _fill_spool(self) -> None:
         table = self.query_one("#spool", DataTable)
         now = self.miko.clock().timestamp()
+        width = max(16, self.app.size.width - OTHER_COLUMNS)
         rows = []
         for e in self._entries():
             m = e.meta
@@ -96,9 +108,10 @@ class OutboxScreen(BaseScreen):
             nxt = {"queue": when(m.next_attempt, now, self.miko.lang), "failed": "-"}.get(e.state, "…")
             error = m.failed_reason or m.last_error or "-"
             style = "red" if e.state == "failed" else ""
-            rows.append((e.id, (Text(self.t(f"outbox.{state}"), style=style), m.kind,
-                                ", ".join(m.owed or m.recipients) or "-", str(m.attempts), nxt,
-                                _short(error, ERROR_WIDTH))))
+            rows.append((e.id, (cell(self.t(f"outbox.{state}"), style),
+                                cell(self.kind_name(m.kind)),
+                                cell(", ".join(m.owed or m.recipients) or "-"),
+                                cell(str(m.attempts)), cell(nxt), cell(_short(error, width)))))
         self._replace_rows(table, rows)
         table.display = bool(rows)
         self.query_one("#spool-empty").display = not rows
@@ -107,8 +120,9 @@ class OutboxScreen(BaseScreen):
         table = self.query_one("#captured", DataTable)
         sandbox = self.miko.sandbox
         messages = sandbox.messages() if sandbox is not None else []
-        rows = [(str(m.path), (m.received.astimezone().strftime("%H:%M:%S"),
-                               ", ".join(m.rcpt_tos), _short(m.subject, 40), f"{m.size} B"))
+        rows = [(str(m.path), (cell(m.received.astimezone().strftime("%H:%M:%S")),
+                               cell(", ".join(m.rcpt_tos)), cell(_short(m.subject, 40)),
+                               cell(f"{m.size} B")))
                 for m in reversed(messages)]
         self._replace_rows(table, rows)
         table.display = bool(rows)
@@ -125,7 +139,7 @@ class OutboxScreen(BaseScreen):
             except CellDoesNotExist:
                 current = None
         old = [k.value for k in table.rows]
-        if old == keys and all(table.get_row(k) == list(cells) for k, cells in rows):
+        if old == keys and all([str(c) for c in table.get_row(k)] == [str(c) for c in cells] for k, cells in rows):
             return
         table.clear()
         for key, cells in rows:
@@ -168,7 +182,7 @@ class OutboxScreen(BaseScreen):
         if entry is None:
             self.refresh_state()
             return
-        question = self.t("outbox.purge_question", id=entry_id, kind=entry.meta.kind,
+        question = self.t("outbox.purge_question", id=entry_id, kind=self.kind_name(entry.meta.kind),
                           to=", ".join(entry.meta.recipients) or "-")
 
         def answered(yes: bool | None) -> None:
@@ -191,7 +205,7 @@ class OutboxScreen(BaseScreen):
             return
         m = entry.meta
         t = self.t
-        lines = [f"ID: {m.id}", f"{t('outbox.col.kind')}: {m.kind}",
+        lines = [f"ID: {m.id}", f"{t('outbox.col.kind')}: {self.kind_name(m.kind)}",
                  f"{t('outbox.col.to')}: {', '.join(m.recipients)}",
                  f"{t('outbox.owed')}: {', '.join(m.owed) or '-'}",
                  f"{t('outbox.col.subject')}: {m.subject}",

@@ -59,8 +59,8 @@ def summary(report: SendReport, lang: str) -> Text:
                                       who=", ".join(report.refused)), style="yellow")
         return out
     out.append(i18n.ui(lang, "transcript.failed", kind=report.kind), style="bold red")
-    if report.code:
-        out.append(f"  {report.code} {report.server_message}".rstrip())
+    if report.code or report.server_message:
+        out.append("\n" + f"{report.code or ''} {report.server_message}".strip())
     out.append("\n")
     out.append(report.hint, style="yellow")
     return out
