@@ -21,6 +21,7 @@ Standard library only: this is the enqueue path the PBX waits on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -39,6 +40,7 @@ MESSAGE = "message.eml"
 RAW = "raw.eml"
 META = "meta.json"
 LOG = "mikotui.log"
+TRASH = "trash-"  # tmp/ folders being deleted
 
 FIRST_RETRY = 60.0  # seconds
 MAX_RETRY = 3600.0
@@ -234,10 +236,19 @@ class Spool:
             return None
         return Entry(_read_meta(dest), dest)
 
-    def done(self, entry: Entry) -> None:
-        """Delivered to everyone: gone."""
-        _remove_tree(entry.path)
-        _fsync_dir(entry.path.parent)
+    def done(self, entry: Entry, *, sync: bool = True) -> None:
+        """Delivered to everyone: gone. With sync=False the caller calls
+        `sync` later (a removal lost in a crash only means a resend)."""
+        # Out of active/ in one rename first: a crash halfway through the
+        # deletion must not leave a half-entry that recovery would queue.
+        trash = self._trash(entry.id)
+        os.rename(entry.path, trash)
+        _remove_tree(trash)
+        if sync:
+            _fsync_dir(entry.path.parent)
+
+    def sync(self, state: str) -> None:
+        _fsync_dir(self.root / state)
 
     def update(self, entry: Entry, meta: Meta) -> Entry:
         """Replace the metadata of an entry this process holds."""
@@ -369,7 +380,7 @@ class Spool:
         """Delete a queued or failed entry (not one being delivered)."""
         for state in ("queue", "failed"):
             src = self.root / state / entry_id
-            trash = self.root / "tmp" / f"purge-{entry_id}-{os.urandom(3).hex()}"
+            trash = self._trash(entry_id)
             try:
                 os.rename(src, trash)  # atomic against a deliverer's claim
             except FileNotFoundError:
@@ -380,26 +391,31 @@ class Spool:
             return entry
         raise SpoolError(f"no queued or failed entry {entry_id}")
 
+    def _trash(self, entry_id: str) -> Path:
+        return self.root / "tmp" / f"{TRASH}{entry_id}-{os.urandom(3).hex()}"
+
     def clean_tmp(self, older_than: float = 3600) -> None:
-        """Half-written entries of processes that died while writing."""
+        """Deletions cut short, and half-written entries of processes that
+        died while writing (old ones only: a young one may still be written)."""
         limit = time.time() - older_than
         for path in _listdir(self.root / "tmp"):
             try:
-                if path.stat().st_mtime < limit:
+                if path.name.startswith(TRASH) or path.stat().st_mtime < limit:
                     _remove_tree(path)
             except FileNotFoundError:
                 pass
 
     # --- log -----------------------------------------------------------------
 
+    _log_fd = -1
+
     def log(self, line: str) -> None:
-        """Append one line to <spool>/mikotui.log (O_APPEND: lines of several
-        processes never interleave)."""
-        fd = os.open(self.root / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            _write_all(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
+        """Append one line to <spool>/mikotui.log (O_APPEND and one write per
+        line: lines of several processes never interleave)."""
+        if self._log_fd < 0:
+            self._log_fd = os.open(self.root / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                   0o600)
+        os.write(self._log_fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
 
 
 # --- files -------------------------------------------------------------------
@@ -439,6 +455,11 @@ def _listdir(folder: Path) -> list[Path]:
 
 
 def _remove_tree(path: Path) -> None:
-    for name in os.listdir(path):
-        os.unlink(path / name)
-    os.rmdir(path)
+    """Delete an entry folder; another process cleaning it too is fine."""
+    try:
+        for name in os.listdir(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / name)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
