@@ -145,6 +145,8 @@ def encode(key: str, value: Any, stored: str | None = None) -> str:
         except ValueError:
             pass
     if key == "MailSMTPUseTLS":
+        if stored in ("", "0", "1") and value != "ssl":
+            return "1" if value == "starttls" else "0"  # the checkbox it knows
         return {"none": "none", "starttls": "tls", "ssl": "ssl"}[value]
     if isinstance(value, bool):
         return "1" if value else "0"
