@@ -25,6 +25,7 @@ LANES = 4  # connections at once for a big batch
 PER_LANE = 25  # entries that make another connection worth opening
 POLL = 0.5  # seconds between looks at the queue in --watch
 RECOVER_EVERY = 10.0  # seconds: entries of deliverers that died meanwhile
+RESCAN_EVERY = 5.0  # seconds: a full look at queue/ even when it seems unchanged
 _HEADERS = BytesHeaderParser(policy=email.policy.compat32)
 
 
@@ -248,13 +249,22 @@ async def _watch(courier: Courier, batch: int) -> Report:
         loop.add_signal_handler(sig, stop.set)
     notify.record(courier.spool, event="watching", path=courier.spool.root)
     report = Report()
-    last_recover = 0.0
+    spool = courier.spool
+    last_recover = last_scan = 0.0
+    seen: tuple[int, int] | None = None
     while not stop.is_set():
         if time.monotonic() - last_recover >= RECOVER_EVERY:
-            courier.spool.recover()
-            courier.spool.clean_tmp()
+            spool.recover()
+            spool.clean_tmp()
             last_recover = time.monotonic()
-        report.add(await _drain(courier, batch, stop))
+        # Reading every entry's metadata twice a second would cost a lot with
+        # thousands waiting out an outage: scan when queue/ changed, when a
+        # retry is due, and now and then regardless.
+        stamp = spool.queue_stamp()
+        if (stamp != seen or time.monotonic() - last_scan >= RESCAN_EVERY
+                or (spool.wakeup is not None and time.time() >= spool.wakeup)):
+            seen, last_scan = stamp, time.monotonic()  # taken before: no add is missed
+            report.add(await _drain(courier, batch, stop))
         try:
             await asyncio.wait_for(stop.wait(), POLL)
         except TimeoutError:

@@ -214,17 +214,26 @@ class Spool:
     # --- claim and settle ----------------------------------------------------
 
     def due(self, now: float | None = None) -> list[str]:
-        """Ids in `queue/` whose next attempt has come, oldest first."""
+        """Ids in `queue/` whose next attempt has come, oldest first. Sets
+        `wakeup`: the earliest next attempt of the rest (None: nothing waits)."""
         now = time.time() if now is None else now
         out = []
+        later = []
         for entry in self.entries("queue"):
             if entry.meta.next_attempt <= now:
                 out.append(entry.id)
+            else:
+                later.append(entry.meta.next_attempt)
+        self.wakeup = min(later) if later else None
         return out
 
-    def next_wakeup(self) -> float | None:
-        times = [e.meta.next_attempt for e in self.entries("queue")]
-        return min(times) if times else None
+    wakeup: float | None = None
+
+    def queue_stamp(self) -> tuple[int, int]:
+        """Changes whenever an entry enters or leaves `queue/` (each entry is
+        a folder, so the link count moves too, whatever the clock's grain)."""
+        st = os.stat(self.root / "queue")
+        return st.st_mtime_ns, st.st_nlink
 
     def claim(self, entry_id: str, owner: Owner) -> Entry | None:
         """Take `queue/<id>` for `owner`; None when someone else was faster."""

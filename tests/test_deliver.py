@@ -208,6 +208,29 @@ def test_watch_picks_up_new_mail_within_a_second_and_stops_cleanly(cli, tmp_path
     assert len(server.received) == 2
 
 
+def test_watch_sends_a_deferred_entry_when_its_time_comes(tmp_path):
+    with Server() as server:
+        settings = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, settings)
+        spool = Spool(settings.spool_dir()).ensure()
+        prepared = notify.missed_call(settings, notify.MissedCall("5", "201"))
+        due_at = time.time() + 1.5
+        spool.enqueue(replace(prepared.meta(), attempts=1, next_attempt=due_at), prepared.data)
+        proc = spawn("--config", conf, "deliver", "--watch")
+        try:
+            assert b"event=watching" in proc.stderr.readline()
+            assert server.handler.wait_for(1, timeout=10)
+            arrived = time.time()
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert due_at <= arrived < due_at + 1.5
+    assert proc.returncode == 0
+
+
 # --- the log never holds the password ---------------------------------------------------
 
 def test_password_absent_from_log(cli, tmp_path):

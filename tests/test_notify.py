@@ -32,6 +32,13 @@ def spool_of(tmp_path: Path) -> Path:
     return tmp_path / "spool"
 
 
+@pytest.mark.parametrize("bad", [["--date", "26.11.2026 14:03"], ["--duration", "ten"]])
+def test_missed_call_with_a_bad_option_is_a_usage_error(cli, conf, server, tmp_path, bad):
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201", *bad)
+    assert r.returncode == 64 and "YYYY-MM-DD HH:MM:SS" in r.stderr_text
+    assert server.received == [] and entries(spool_of(tmp_path), "queue") == []
+
+
 # --- routing (SPEC §4) ------------------------------------------------------------
 
 def test_missed_call_goes_to_the_called_employee(cli, conf, server, tmp_path):

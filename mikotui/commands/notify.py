@@ -89,6 +89,10 @@ def _prepare(args: argparse.Namespace, settings):
     from mikotui import notify
 
     if args.kind == "missed":
+        if not _valid_date(args.date) or not args.duration.strip().isdigit():
+            print("mikotui: --date must be 'YYYY-MM-DD HH:MM:SS' and --duration whole "
+                  "seconds", file=sys.stderr)
+            return None
         return notify.missed_call(settings, notify.MissedCall(
             caller=args.caller, called=args.called, caller_name=args.caller_name,
             called_name=args.called_name, duration=args.duration, date=args.date))
@@ -99,6 +103,15 @@ def _prepare(args: argparse.Namespace, settings):
             return None
         text = sys.stdin.buffer.read().decode("utf-8", "replace")
     return notify.system(settings, args.subject, text)
+
+
+def _valid_date(text: str) -> bool:
+    from datetime import datetime
+
+    try:
+        return not text or bool(datetime.strptime(text, "%Y-%m-%d %H:%M:%S"))
+    except ValueError:
+        return False
 
 
 def _voicemail(args: argparse.Namespace, settings, spool, lang: str) -> int:
