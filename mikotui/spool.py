@@ -127,8 +127,12 @@ class Owner:
     def __init__(self, spool: Spool) -> None:
         self.token = f"{os.getpid()}-{os.urandom(4).hex()}"
         self.path = spool.root / "owners" / self.token
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Locked before it appears under its name, so no one ever sees it
+        # unlocked and takes its owner for dead.
+        hidden = self.path.with_name(f".{self.token}")
+        self._fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.rename(hidden, self.path)
 
     def close(self) -> None:
         if self._fd >= 0:

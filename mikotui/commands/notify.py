@@ -122,6 +122,10 @@ def _voicemail(args: argparse.Namespace, settings, spool, lang: str) -> int:
     from mikotui import notify
     from mikotui.spool import Meta, new_id
 
+    if sys.stdin is None or sys.stdin.isatty():
+        print("mikotui: pipe the voicemail email on stdin (Asterisk's mailcmd does)",
+              file=sys.stderr)
+        return os.EX_USAGE
     missed_by = tuple(e.strip() for e in args.missed_by.split(",") if e.strip())
     meta = Meta(id=new_id(), kind=notify.VOICEMAIL, created=time.time(), stage="raw",
                 event={"missed_by": list(missed_by), "lang": lang})
