@@ -206,6 +206,26 @@ def test_oversized_stdin_is_refused_before_parsing_and_kept(cli, conf, server, t
     assert alert["kind"] == "alert" and alert["recipients"] == [ADMIN]
 
 
+def test_voicemail_with_a_broken_config_is_kept_and_sent_once_fixed(cli, tmp_path, server):
+    s = settings_for(tmp_path, server.port)
+    conf = tmp_path / "etc" / "mikotui.toml"
+    conf.parent.mkdir()
+    conf.write_text("[smtp\n")
+    fixture = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    r = cli("--config", str(conf), "notify", "voicemail", input=fixture)
+    assert r.returncode == 78 and "config error" in r.stderr_text
+    default_spool = tmp_path / "var" / "spool"  # [spool] path's default, beside the config
+    [kept] = entries(default_spool, "failed")
+    assert (default_spool / "failed" / kept["id"] / "raw.eml").read_bytes() == fixture
+
+    from mikotui import config
+    config.save(replace(s, spool=replace(s.spool, path=str(default_spool))), conf)
+    assert cli("--config", str(conf), "queue", "retry", kept["id"]).returncode == 0
+    assert cli("--config", str(conf), "deliver").returncode == 0
+    [got] = server.received
+    assert set(got.rcpt_tos) == {"smith@pbx.test", VOICEMAIL}
+
+
 # --- header injection ----------------------------------------------------------------
 
 def test_cr_lf_caller_name_cannot_inject_headers(cli, conf, server):

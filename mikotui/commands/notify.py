@@ -50,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from mikotui import config, i18n, notify
     from mikotui.spool import Spool, SpoolError
 
-    settings = config.load(config.resolve_path(args.config))
+    path = config.resolve_path(args.config)
+    try:
+        settings = config.load(path)
+    except config.ConfigError:
+        if args.kind == "voicemail":
+            _keep_voicemail(path)
+        raise
     lang = i18n.language(args.lang, settings.ui.language)
     settings = config.with_language(settings, lang)
     spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
@@ -103,6 +109,31 @@ def _prepare(args: argparse.Namespace, settings):
             return None
         text = sys.stdin.buffer.read().decode("utf-8", "replace")
     return notify.system(settings, args.subject, text)
+
+
+def _keep_voicemail(path) -> None:
+    """The config can't be read, but Asterisk deletes its copy of the
+    voicemail: keep it in failed/ of the default spool beside that config,
+    for `queue retry` once the config is fixed."""
+    import time
+
+    from mikotui import config
+    from mikotui.asterisk import MAX_INPUT
+    from mikotui.spool import Meta, Spool, new_id
+
+    if sys.stdin is None or sys.stdin.isatty():
+        return
+    try:
+        spool = Spool(config.Settings(path=path).spool_dir()).ensure()
+        meta = Meta(id=new_id(), kind="voicemail", created=time.time(), stage="raw")
+        with spool.owner() as owner:
+            entry, _over = spool.enqueue_stream(meta, sys.stdin.buffer, limit=MAX_INPUT,
+                                                owner=owner)
+            entry = spool.fail(entry, f"config error in {path}; fix it, then "
+                                      f"`mikotui queue retry {entry.id}`")
+        print(f"mikotui: voicemail kept in {entry.path}", file=sys.stderr)
+    except OSError as exc:
+        print(f"mikotui: cannot keep the voicemail: {exc}", file=sys.stderr)
 
 
 def _valid_date(text: str) -> bool:
