@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 
 from mikotui import config, i18n
 
@@ -479,3 +479,46 @@ def test_help_says_employees_are_not_exported(cli):
         proc.stdout_text.split())
     top = cli("--help")
     assert "import-mikopbx" in top.stdout_text and "export-mikopbx" in top.stdout_text
+
+
+# --- the install files in config/ -------------------------------------------
+
+def _settings_lines(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if "=" in line and not line.startswith(";"))
+
+
+def test_voicemail_example_matches_asterisk_config(cli, tmp_path):
+    example = ROOT / "config" / "voicemail.conf.example"
+    ours = _settings_lines(example.read_text(encoding="utf-8"))
+    printed = cli("--config", str(tmp_path / "mikotui.toml"), "asterisk-config")
+    assert printed.returncode == 0, printed.stderr_text
+    theirs = _settings_lines(printed.stdout_text)
+    assert ours.keys() == theirs.keys()
+    for key in theirs.keys() - {"mailcmd"}:
+        assert ours[key] == theirs[key], key
+    assert ours["attach"] == "yes"
+    # Same command, only the install paths differ.
+    assert ours["mailcmd"].split()[1:] == [
+        "--config", "/etc/mikotui/mikotui.toml", "notify", "voicemail"]
+    assert theirs["mailcmd"].split()[2:] == [str(tmp_path / "mikotui.toml"),
+                                             "notify", "voicemail"]
+
+
+def test_systemd_unit_runs_deliver_watch():
+    import configparser
+    import shlex
+
+    from mikotui import cli as front
+
+    unit = ROOT / "config" / "mikotui-deliver.service"
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read(unit, encoding="utf-8")
+    argv = shlex.split(parser["Service"]["ExecStart"])
+    assert argv[0].endswith("/bin/mikotui")
+    args = front.build_parser().parse_args(argv[1:])
+    assert (args.command, args.watch, args.config) == (
+        "deliver", True, "/etc/mikotui/mikotui.toml")
+    assert parser["Service"]["KillSignal"] == "SIGTERM"
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
