@@ -389,8 +389,10 @@ def wanted(settings: config.Settings) -> dict[str, Any]:
 def export_settings(settings: config.Settings, db: Path,
                     now: datetime | None = None) -> Exported:
     """Write the mapped keys into `m_PbxSettings`: one transaction, after a
-    backup copy; nothing else in the database is touched."""
+    backup copy; nothing else in the database is touched. Refused, with
+    nothing written and no backup left behind, if any step fails."""
     _require_file(db)
+    backup: Path | None = None
     try:
         conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT, isolation_level=None)
     except sqlite3.Error as exc:
@@ -398,31 +400,38 @@ def export_settings(settings: config.Settings, db: Path,
     try:
         # IMMEDIATE: no one else may write between the backup and our update.
         conn.execute("BEGIN IMMEDIATE")
-        try:
-            _require_tables(conn, db, ("m_PbxSettings",))
-            stored = dict(conn.execute("SELECT key, value FROM m_PbxSettings").fetchall())
-            updates = {key: encode(key, value, _str_or_none(stored.get(key)))
-                       for key, value in wanted(settings).items()}
-            updates = {k: v for k, v in updates.items() if stored.get(k) != v}
-            if not updates:
-                conn.execute("ROLLBACK")
-                return Exported([], None)
-            backup = _backup(db, now or datetime.now(UTC))
-            for key, value in updates.items():
-                if conn.execute("UPDATE m_PbxSettings SET value = ? WHERE key = ?",
-                                (value, key)).rowcount == 0:
-                    conn.execute("INSERT INTO m_PbxSettings (key, value) VALUES (?, ?)",
-                                 (key, value))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error as exc:
-        raise _refusal(db, exc) from None
+        _require_tables(conn, db, ("m_PbxSettings",))
+        stored = {str(k): _str_or_none(v)
+                  for k, v in conn.execute("SELECT key, value FROM m_PbxSettings")}
+        updates = {key: encode(key, value, stored.get(key))
+                   for key, value in wanted(settings).items()}
+        updates = {k: v for k, v in updates.items() if stored.get(k) != v}
+        if not updates:
+            conn.execute("ROLLBACK")
+            return Exported([], None)
+        backup = _backup(db, now or datetime.now(UTC))
+        _write(conn, updates)
+        conn.execute("COMMIT")  # waits out readers for at most BUSY_TIMEOUT
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if backup is not None:
+            backup.unlink(missing_ok=True)  # nothing changed: no copy to explain
+        if isinstance(exc, sqlite3.Error):
+            raise _refusal(db, exc) from None
+        raise
     finally:
         conn.close()
     return Exported([Change(k, stored.get(k), v) for k, v in updates.items()], backup)
+
+
+def _write(conn: sqlite3.Connection, updates: dict[str, str]) -> None:
+    # UPDATE, then INSERT for a key the PBX never stored: works whether or
+    # not this MikoPBX release declares `key` unique.
+    for key, value in updates.items():
+        if conn.execute("UPDATE m_PbxSettings SET value = ? WHERE key = ?",
+                        (value, key)).rowcount == 0:
+            conn.execute("INSERT INTO m_PbxSettings (key, value) VALUES (?, ?)", (key, value))
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -433,6 +433,50 @@ def test_locked_database_is_refused_quickly_and_cleanly(cli, db, cfg, settings, 
     assert cfg.read_bytes() == config_before
 
 
+def test_export_refused_when_a_reader_never_lets_go(cli, db, cfg, settings, write_config):
+    """A reader's lock lets us begin but not commit: still refused cleanly,
+    and the backup made for that attempt is not left behind."""
+    write_config(ours(settings))
+    before = rows(db)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM m_PbxSettings").fetchone()
+    try:
+        proc = cli("--config", str(cfg), "export-mikopbx", str(db), timeout=30)
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    secret_free(proc, "n3w-Secret")
+    assert proc.returncode == os.EX_TEMPFAIL, proc.stdout_text + proc.stderr_text
+    assert proc.stderr_text.count("\n") == 1 and "locked" in proc.stderr_text
+    assert rows(db) == before
+    assert not list(db.parent.glob("mikopbx.db.bak-*"))
+
+
+def test_import_reads_while_the_pbx_writes_in_wal_mode(cli, db, cfg):
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE m_PbxSettings SET value = '2525' WHERE key = 'MailSMTPPort'")
+    try:
+        proc = imp(cli, cfg, db)
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    assert proc.returncode == 0, proc.stderr_text
+    assert config.load(cfg).smtp.port == 465  # the committed value, not the pending one
+
+
+def test_cards_the_pbx_no_longer_has_are_removed(cli, db, cfg, settings, write_config):
+    write_config(replace(settings, employees=(
+        *settings.employees, config.Employee("299", "Left Company", "left@mycompany.com"))))
+    proc = imp(cli, cfg, db, "--dry-run")
+    assert '  employees[299]: "Left Company <left@mycompany.com>" -> (none)' \
+        in proc.stdout_text.splitlines()
+    assert imp(cli, cfg, db).returncode == 0
+    assert config.load(cfg).employee("299") is None
+
+
 def test_missing_table_is_refused(cli, tmp_path, cfg, settings, write_config):
     write_config(ours(settings))
     db = make_db(tmp_path / "mikopbx.db", sql="DROP TABLE m_PbxSettings;")
