@@ -7,12 +7,16 @@ import base64
 import os
 import sqlite3
 import stat
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, ROOT
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from mikotui import config, i18n
 
@@ -566,3 +570,46 @@ def test_systemd_unit_runs_deliver_watch():
         "deliver", True, "/etc/mikotui/mikotui.toml")
     assert parser["Service"]["KillSignal"] == "SIGTERM"
     assert parser["Install"]["WantedBy"] == "multi-user.target"
+
+
+# --- any values the PBX may hold (property) --------------------------------
+
+_any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+_pbx_values = st.fixed_dictionaries({
+    "MailSMTPHost": st.sampled_from(["smtp.yandex.ru", "ssl://smtp.yandex.ru",
+                                     "tls://mail.ru:2525", "", "http://x", "bad host"]),
+    "MailSMTPPort": st.one_of(st.integers(0, 70000).map(str), _any_text),
+    "MailSMTPUseTLS": st.one_of(st.sampled_from(["", "0", "1", "none", "tls", "ssl"]),
+                                _any_text),
+    "MailSMTPCertCheck": st.sampled_from(["0", "1", "", "yes"]),
+    "MailSMTPFromUsername": _any_text,
+    "MailSMTPPassword": _any_text,
+    "SystemEmailForMissed": st.sampled_from(["", "a@b.ru", "not an address"]),
+    "MailTplMissedCallSubject": _any_text,
+    "MailTplVoicemailBody": _any_text,
+    "MailTplVoicemailFooter": _any_text,
+}, optional={key: st.just(None) for key in ("MailTplMissedCallBody", "PBXLanguage")})
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(values=_pbx_values)
+def test_any_pbx_values_round_trip(values):
+    """Whatever the PBX holds: import -> save -> load -> export -> import
+    gives the same settings, and the password's change line is masked."""
+    from mikotui import mikopbx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = make_db(Path(tmp) / "mikopbx.db",
+                     {k: v for k, v in values.items() if v is not None},
+                     drop=tuple(k for k, v in values.items() if v is None))
+        first = mikopbx.import_settings(config.defaults("en"), mikopbx.read(db))
+        saved = config.loads(config.dumps(first.settings))
+        assert saved == first.settings
+        mikopbx.export_settings(saved, db)
+        again = mikopbx.import_settings(saved, mikopbx.read(db))
+        assert again.settings == saved
+        assert again.changes == [] and again.issues == []
+        for change in first.changes:
+            if change.key == "smtp.password":
+                masked = str(change).split(": ", 1)[1]
+                assert masked in ('"" -> ********', '******** -> ""', '******** -> ********')
