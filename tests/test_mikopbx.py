@@ -409,7 +409,7 @@ def test_round_trip_of_our_own_edits(cli, db, cfg, tmp_path, settings, write_con
     assert imp(cli, back, db).returncode == 0
     got = config.load(back)
     for section in ("smtp", "notifications", "missed_call", "voicemail"):
-        assert getattr(got, section) == replace(getattr(mine, section))
+        assert getattr(got, section) == getattr(mine, section)
 
 
 # --- refusals --------------------------------------------------------------
@@ -517,6 +517,25 @@ def test_export_refuses_a_config_with_errors(cli, db, cfg, settings, write_confi
     proc = exp(cli, cfg, db)
     assert proc.returncode == os.EX_CONFIG
     assert "notifications.admin_email" in proc.stderr_text
+    assert db.read_bytes() == before
+
+
+def test_import_will_not_write_a_config_that_fails_check(cli, db, cfg, settings,
+                                                        write_config):
+    write_config(replace(settings, spool=replace(settings.spool, max_age_hours=0)))
+    before = cfg.read_bytes()
+    proc = imp(cli, cfg, db)
+    assert proc.returncode == os.EX_CONFIG
+    assert "spool.max_age_hours" in proc.stderr_text
+    assert proc.stderr_text.splitlines()[-1].endswith("not written")
+    assert cfg.read_bytes() == before
+
+
+def test_export_needs_a_config(cli, db, tmp_path):
+    before = db.read_bytes()
+    proc = exp(cli, tmp_path / "none.toml", db)
+    assert proc.returncode == os.EX_CONFIG
+    assert proc.stderr_text.count("\n") == 1
     assert db.read_bytes() == before
 
 
