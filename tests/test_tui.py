@@ -26,7 +26,7 @@ def make_app(path: Path, *, lang: str = "en", sandbox: bool = False) -> MikoApp:
 
 
 def preview_text(app: MikoApp) -> str:
-    return str(app.screen.query_one(EmailPreview).query_one(".preview-text").render())
+    return app.screen.query_one(EmailPreview).plain
 
 
 def notes(app: MikoApp) -> str:

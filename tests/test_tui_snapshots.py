@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from mikotui.screens.dialogs import TranscriptScreen
 from mikotui.spool import Meta, Spool
 from mikotui.widgets.transcript_view import SendReport
 
-NOW = datetime(2026, 11, 26, 14, 30, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 14, 30, 0, tzinfo=UTC)
 SIZES = [(80, 24), (120, 40)]
 SCREENS = {"smtp": "f1", "missed": "f2", "voicemail": "f3", "outbox": "f4"}
 

@@ -60,7 +60,7 @@ class SmtpScreen(BaseScreen):
                         Input(s.smtp.host, id="smtp--host", compact=True, select_on_focus=False,
                               placeholder="smtp.example.com"))
             yield Field("smtp.port", t("label.smtp.port"),
-                        Input(str(s.smtp.port), id="smtp--port", compact=True, type="integer",
+                        Input(str(s.smtp.port), id="smtp--port", compact=True, select_on_focus=False, type="integer",
                               classes="short"))
             yield Field("smtp.encryption", t("label.smtp.encryption"), RadioSet(
                 *(RadioButton(t(f"enc.{e}"), value=e == s.smtp.encryption, id=f"enc-{e}",

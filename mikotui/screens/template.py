@@ -17,6 +17,18 @@ from mikotui.widgets.parameter_list import ParameterList
 PARTS = ("subject", "body", "footer")
 
 
+class TemplateArea(TextArea):
+    """A template's body or footer. Its own handler passes each edit on to
+    the screen at once: bubbling the Changed message up three containers let
+    a frame or two be painted first, which showed as preview lag."""
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        event.stop()
+        screen = self.screen
+        if isinstance(screen, TemplateScreen):
+            screen.edited(self, self.text)
+
+
 class TemplateScreen(BaseScreen):
     SECTION = ""  # "missed_call" | "voicemail"
     PREVIEW = ""  # preview.build kind: "missed" | "voicemail"
@@ -32,15 +44,15 @@ class TemplateScreen(BaseScreen):
         with Horizontal(classes="template"):
             with Vertical(classes="template-form"):
                 yield Field(f"{s}.email", self.t(f"label.{s}.email"),
-                            Input(tpl.email, id=widget_id(f"{s}.email"), compact=True))
+                            Input(tpl.email, id=widget_id(f"{s}.email"), compact=True, select_on_focus=False))
                 yield Field(f"{s}.subject", self.t("label.subject"),
-                            Input(tpl.subject, id=widget_id(f"{s}.subject"), compact=True))
+                            Input(tpl.subject, id=widget_id(f"{s}.subject"), compact=True, select_on_focus=False))
                 yield Label(self.t("label.body"), classes="area-label")
-                yield TextArea(tpl.body, id=widget_id(f"{s}.body"), soft_wrap=True,
+                yield TemplateArea(tpl.body, id=widget_id(f"{s}.body"), soft_wrap=True,
                                classes="body", compact=True)
                 yield Field(f"{s}.body", "")
                 yield Label(self.t("label.footer"), classes="area-label")
-                yield TextArea(tpl.footer, id=widget_id(f"{s}.footer"), soft_wrap=True,
+                yield TemplateArea(tpl.footer, id=widget_id(f"{s}.footer"), soft_wrap=True,
                                classes="footer", compact=True)
                 yield Field(f"{s}.footer", "")
             with Vertical(classes="template-side"):
@@ -57,13 +69,9 @@ class TemplateScreen(BaseScreen):
 
     @on(Input.Changed)
     def line_changed(self, event: Input.Changed) -> None:
-        self._edited(event.input, event.value)
+        self.edited(event.input, event.value)
 
-    @on(TextArea.Changed)
-    def area_changed(self, event: TextArea.Changed) -> None:
-        self._edited(event.text_area, event.text_area.text)
-
-    def _edited(self, widget: Widget, value: str) -> None:
+    def edited(self, widget: Widget, value: str) -> None:
         key = key_of(widget)
         if key and key.startswith(self.SECTION + "."):
             self.miko.edit(with_value(self.miko.settings, key, value))

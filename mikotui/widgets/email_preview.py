@@ -4,9 +4,9 @@ attachment line, then body + footer; unknown parameters marked."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from mikotui import i18n, message, preview, templates
 from mikotui.config import Settings
@@ -52,15 +52,48 @@ def _marked(text: str, known: tuple[str, ...]) -> Text:
     return rich
 
 
-class EmailPreview(VerticalScroll):
-    """Scrollable (and focusable, so the keyboard can scroll a long mail)."""
+class EmailPreview(ScrollView, can_focus=True):
+    """The preview, drawn line by line (Textual's line API): a keystroke
+    re-wraps the text but paints only the rows in view, so a 5 kB body costs
+    what a short one does. Focusable, so the keyboard can scroll it."""
 
     def __init__(self, kind: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.kind = kind
+        self.text = Text()
+        self._lines: list[Text] = []
+        self._strips: dict[int, Strip] = {}
+        self._wrapped_at = 0
 
-    def compose(self) -> ComposeResult:
-        yield Static(classes="preview-text")
+    @property
+    def plain(self) -> str:
+        return self.text.plain
 
     def show(self, settings: Settings, lang: str) -> None:
-        self.query_one(".preview-text", Static).update(render_preview(self.kind, settings, lang))
+        self.text = render_preview(self.kind, settings, lang)
+        self._wrap()
+
+    def on_resize(self) -> None:
+        if self.scrollable_content_region.width != self._wrapped_at:
+            self._wrap()
+
+    def _wrap(self) -> None:
+        width = max(1, self.scrollable_content_region.width)
+        self._wrapped_at = width
+        self._lines = list(self.text.wrap(self.app.console, width, overflow="fold"))
+        self._strips.clear()
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        index = y + self.scroll_offset.y
+        width = self.scrollable_content_region.width
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips.get(index)
+        if strip is None:
+            segments = self._lines[index].render(self.app.console)
+            strip = Strip(list(segments)).extend_cell_length(width).apply_style(
+                self.rich_style)
+            self._strips[index] = strip
+        return strip.crop(0, width)

@@ -43,6 +43,7 @@ class Field(VerticalGroup):
         self.key = key
         self.label = label
         self.controls = controls
+        self._shown: list[tuple[str, str]] | None = None
 
     def compose(self) -> ComposeResult:
         if self.controls:
@@ -59,6 +60,9 @@ class Field(VerticalGroup):
         lines = [(p.level, i18n.problem(lang, p.message)) for p in problems]
         if hint:
             lines.append(("hint", hint))
+        if lines == self._shown:  # typing mostly leaves a field's verdict as it was
+            return
+        self._shown = lines
         message = self.query_one(".field-message", Static)
         if not lines:
             message.display = False

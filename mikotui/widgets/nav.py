@@ -14,6 +14,7 @@ class NavBar(Static):
     def __init__(self, current: str) -> None:
         super().__init__(id="nav")
         self.current = current
+        self._shown = ""
 
     def show(self, unsaved: bool, lang: str) -> None:
         parts: list[str] = []
@@ -24,4 +25,7 @@ class NavBar(Static):
             else:
                 parts.append(f"[@click=app.switch_mode('{mode}')]{label}[/]")
         marker = f"  [$warning]● {i18n.ui(lang, 'unsaved')}[/]" if unsaved else ""
-        self.update("".join(parts) + marker)
+        content = "".join(parts) + marker
+        if content != self._shown:  # an update re-lays out; most keys change nothing here
+            self._shown = content
+            self.update(content)
