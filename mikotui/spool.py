@@ -249,16 +249,24 @@ class Spool:
             return None
         return Entry(_read_meta(dest), dest)
 
-    def done(self, entry: Entry, *, sync: bool = True) -> None:
-        """Delivered to everyone: gone. With sync=False the caller calls
-        `sync` later (a removal lost in a crash only means a resend)."""
+    def done(self, entry: Entry, *, sync: bool = True, remove: bool = True) -> Path:
+        """Delivered to everyone: out of the spool. With sync=False the
+        caller calls `sync` later (a removal lost in a crash only means a
+        resend); with remove=False it deletes the returned trash folder itself
+        (`remove_trash`), e.g. off the sending path."""
         # Out of active/ in one rename first: a crash halfway through the
         # deletion must not leave a half-entry that recovery would queue.
         trash = self._trash(entry.id)
         os.rename(entry.path, trash)
-        _remove_tree(trash)
+        if remove:
+            _remove_tree(trash)
         if sync:
             _fsync_dir(entry.path.parent)
+        return trash
+
+    @staticmethod
+    def remove_trash(trash: Path) -> None:
+        _remove_tree(trash)
 
     def sync(self, state: str) -> None:
         _fsync_dir(self.root / state)
