@@ -1,9 +1,10 @@
 """Drain the spool over reused SMTP connections (SPEC §7).
 
-A batch of claimed entries goes over one connection. Per entry: every owed
-recipient that accepts is struck off; a `5xx` for a recipient is final for
-that recipient; `4xx`, connection failures and timeouts defer the entry with
-backoff. An entry leaves the spool only after the server's `250`. Whatever
+A batch of claimed entries goes out over reused connections (a few side by
+side when the batch is big, each carrying many messages). Per entry: every
+owed recipient that accepts is struck off; a `5xx` for a recipient is final
+for that recipient; `4xx`, connection failures and timeouts defer the entry
+with backoff. An entry leaves the spool only after the server's `250`. Whatever
 is given up on goes to `failed/` and the administrator gets one alert.
 """
 
