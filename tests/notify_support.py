@@ -47,6 +47,7 @@ class Handler:
 
     def __init__(self) -> None:
         self.rcpt_codes: dict[str, str] = {}
+        self.data_codes: dict[str, str] = {}  # the same, for the end of DATA
         self.received: list[Received] = []
         self.changed = threading.Condition()
 
@@ -58,6 +59,9 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            if rcpt.lower() in self.data_codes:
+                return self.data_codes[rcpt.lower()]
         got = Received(envelope.mail_from, tuple(envelope.rcpt_tos),
                        envelope.original_content or envelope.content)
         with self.changed:

@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from conftest import mikotui_command
 from notify_support import ADMIN, Server, entries, settings_for, write
 
@@ -127,6 +128,23 @@ def test_5xx_for_the_admin_raises_no_alert_and_no_loop(cli, tmp_path):
     kinds = sorted(m["kind"] for m in entries(tmp_path / "spool", "failed"))
     assert kinds == ["alert", "missed", "system"]  # the alert failed too; nothing after it
     assert entries(tmp_path / "spool", "queue") == []
+
+
+@pytest.mark.parametrize("reply, code, state", [
+    ("554 5.7.1 content rejected", 69, "failed"),
+    ("452 4.3.1 insufficient storage", 0, "queue"),
+])
+def test_reply_to_the_message_itself(cli, tmp_path, reply, code, state):
+    with Server() as server:
+        server.handler.data_codes["smith@pbx.test"] = reply
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert r.returncode == code
+    [meta] = entries(tmp_path / "spool", state)
+    assert reply.split()[0] in meta["last_error"] and meta["attempts"] == 1
+    alerts = [g for g in server.received if g.rcpt_tos == (ADMIN,)]
+    assert len(alerts) == (1 if state == "failed" else 0)
+    assert len(server.received) == len(alerts)  # smith's mail was never accepted
 
 
 def test_too_old_goes_to_failed(cli, tmp_path):
