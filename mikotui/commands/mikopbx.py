@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the real imports wait until a command runs
+    from mikotui.mikopbx import Change, MikoPbxError, PbxData
 
 DB_HELP = "the MikoPBX database (on the PBX: /cf/conf/mikopbx.db)"
 
@@ -118,12 +122,12 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse(exc) -> int:
+def _refuse(exc: MikoPbxError) -> int:
     print(f"mikotui: {exc}", file=sys.stderr)
     return exc.code
 
 
-def _language(data) -> str:
+def _language(data: PbxData) -> str:
     from mikotui import mikopbx
 
     try:
@@ -132,5 +136,5 @@ def _language(data) -> str:
         return "en"  # reported by the import itself, under PBXLanguage
 
 
-def _count(changes: list) -> str:
+def _count(changes: list[Change]) -> str:
     return f"{len(changes)} change" + ("" if len(changes) == 1 else "s")
