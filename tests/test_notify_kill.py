@@ -9,6 +9,7 @@ import json
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import FIXTURES, mikotui_command
@@ -31,22 +32,31 @@ def check_whole(entry: Path) -> dict:
     return meta
 
 
+def base_args(conf: str, run: int) -> list[str]:
+    """Runs take turns: missed --queue-only, missed sent at once, voicemail."""
+    args = ["--config", conf, "notify"]
+    if run % 3 == 2:
+        return [*args, "voicemail", "--queue-only"]
+    args += ["missed", "--caller", str(run), "--called", "201"]
+    return args + ["--queue-only"] if run % 3 == 0 else args
+
+
 def test_kill_9_of_notify_leaves_no_torn_entry(cli, tmp_path):
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     env = {**os.environ, "MIKOTUI_DEBUG": ""}
     with Server() as server:
         conf = write(tmp_path, settings_for(tmp_path, server.port))
+        # One run to the end first: its length sets the window the kills
+        # fall in, so a slow (loaded) machine still gets kills at every stage.
+        started = time.monotonic()
+        first = cli(*base_args(conf, 1), input=b"")  # missed, sent at once: the slowest
+        assert first.returncode == 0, first.stderr_text
+        life = time.monotonic() - started
         finished = killed = 0
-        for run in range(RUNS):
+        for run in range(1, RUNS + 1):
             kind = run % 3
-            args = ["--config", conf, "notify"]
-            if kind == 2:
-                args += ["voicemail", "--queue-only"]
-            else:
-                args += ["missed", "--caller", str(run), "--called", "201"]
-                if kind == 0:
-                    args.append("--queue-only")
-            proc = subprocess.Popen(mikotui_command() + args, stdin=subprocess.PIPE,
+            proc = subprocess.Popen(mikotui_command() + base_args(conf, run),
+                                    stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     env=env)
             try:
@@ -54,14 +64,14 @@ def test_kill_9_of_notify_leaves_no_torn_entry(cli, tmp_path):
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
-            try:  # a random moment of its life (it takes ~0.1-0.3 s)
-                proc.wait(timeout=rng.uniform(0.0, 0.25))
+            try:  # a random moment of its life
+                proc.wait(timeout=rng.uniform(0.0, life * 1.2))
                 finished += proc.returncode == 0
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
                 killed += 1
-        assert killed >= 10 and finished >= 5, (killed, finished)
+        assert killed >= 10 and finished >= 3, (killed, finished)
         print(f"killed {killed}, finished {finished}")
 
         spool = tmp_path / "spool"
