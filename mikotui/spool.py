@@ -26,6 +26,7 @@ import errno
 import fcntl
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -361,9 +362,15 @@ class Spool:
     def entries(self, state: str = "queue") -> Iterator[Entry]:
         for path in sorted(_listdir(self.root / state)):
             try:
-                yield Entry(_read_meta(path), path)
+                entry = Entry(_read_meta(path), path)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # claimed or settled while we looked
+            except (ValueError, TypeError):
+                # Never written by us (we rename whole entries in); someone's
+                # hand or a broken disk. Leave it for a person, keep going.
+                print(f"mikotui: unreadable spool entry {path}, skipped", file=sys.stderr)
+                continue
+            yield entry
 
     def find(self, entry_id: str) -> Entry | None:
         for state in ("queue", "failed", "active"):

@@ -155,3 +155,13 @@ def test_a_spool_that_cannot_be_made_is_one_clear_error(tmp_path: Path):
     blocker.write_text("not a folder")
     with pytest.raises(SpoolError, match="cannot use the spool"):
         Spool(blocker / "spool").ensure()
+
+
+def test_an_unreadable_entry_is_skipped_not_fatal(spool: Spool):
+    good = spool.enqueue(meta(), b"m")
+    bad = spool.root / "queue" / "20200101-000000.000000-badbad"
+    bad.mkdir()
+    (bad / "meta.json").write_text("{not json")
+    stray = spool.root / "queue" / "stray-file"
+    stray.write_text("x")
+    assert spool.due() == [good.id]
