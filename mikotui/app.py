@@ -63,6 +63,7 @@ class MikoApp(App[int]):
         Binding("f4", "switch_mode('outbox')", "nav.outbox", key_display="F4", show=False),
         Binding("ctrl+s", "save", "key.save", key_display="^S", priority=True),
         Binding("ctrl+t", "send_test", "key.test", key_display="^T", priority=True),
+        Binding("f6", "transcript", "key.transcript", key_display="F6"),
         Binding("ctrl+q", "quit", "key.quit", key_display="^Q", priority=True),
     ]
 
@@ -233,6 +234,9 @@ class MikoApp(App[int]):
             self.notify(f"{failure.hint(self.lang)}",
                         title=self.t("send.failed_title", kind=failure.kind),
                         severity="error", timeout=12)
+        except Exception as exc:  # noqa: BLE001 - a toast, never a dead app
+            self.notify(f"{type(exc).__name__}: {exc}", title=self.t("send.failed_title",
+                        kind="internal"), severity="error", timeout=12)
         else:
             self.last_report = SendReport.sent(result, target)
             self.notify(self.t("send.done", to=target,

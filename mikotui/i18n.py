@@ -138,6 +138,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "key.purge": "Purge",
         "key.open": "Open",
         "key.refresh": "Refresh",
+        "key.transcript": "Transcript",
         "unsaved": "unsaved changes",
         "sandbox.banner": "SANDBOX 127.0.0.1:{port}: mail is captured here, not delivered (F4)",
         "sandbox.captured": "Sandbox captured: {subject}",
@@ -170,7 +171,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "password.hide": "Hide",
         "button.test": "Send test ^T",
         "button.save": "Save ^S",
-        "button.transcript": "Last transcript",
+        "button.transcript": "Transcript F6",
         "hint.endpoint": "will connect to {host}:{port} with {enc} (from the host field)",
         "hint.465": "port 465 expects SSL/TLS from the first byte; with {enc} the "
                     "connection will hang or fail",
@@ -271,6 +272,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "key.purge": "Удалить",
         "key.open": "Открыть",
         "key.refresh": "Обновить",
+        "key.transcript": "Протокол",
         "unsaved": "не сохранено",
         "sandbox.banner": "ПЕСОЧНИЦА 127.0.0.1:{port}: письма остаются здесь, не доставляются (F4)",
         "sandbox.captured": "Песочница получила: {subject}",
@@ -303,7 +305,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "password.hide": "Скрыть",
         "button.test": "Тест ^T",
         "button.save": "Сохранить ^S",
-        "button.transcript": "Протокол",
+        "button.transcript": "Протокол F6",
         "hint.endpoint": "подключение к {host}:{port}, {enc} (из поля хоста)",
         "hint.465": "порт 465 ждёт SSL/TLS с первого байта; с {enc} соединение "
                     "зависнет или оборвётся",

@@ -378,3 +378,48 @@ async def test_russian_labels(config_path):
         await type_into(pilot, "#smtp--port", "000")
         field = next(f for f in app.screen.query(Field) if f.key == "smtp.port")
         assert "от 1 до 65535" in str(field.query_one(".field-message").render())
+
+
+async def test_refused_login_never_shows_the_password(settings, write_config, tmp_path):
+    import base64
+
+    with Sandbox(tmp_path / "server", auth=("pbx@mycompany.com", "right-one")) as server:
+        pointed = server.point(settings)
+        smtp = replace(pointed.smtp, password="Wrong-Secret-42")
+        path = write_config(replace(pointed, smtp=smtp))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            report = app.last_report
+            assert report is not None and report.kind == "auth_failed"
+            await pilot.press("f6")
+            await pilot.pause()
+            shown = "\n".join(str(s.render())
+                              for s in app.screen.query_one(TranscriptView).children)
+            assert "535" in shown
+            for secret in ("Wrong-Secret-42",
+                           base64.b64encode(b"Wrong-Secret-42").decode(),
+                           base64.b64encode(b"\0pbx@mycompany.com\0Wrong-Secret-42").decode()):
+                assert secret not in shown and secret not in notes(app)
+        assert server.messages() == []
+
+
+async def test_quit_save_with_smtp_change_sends_then_exits(settings, write_config, tmp_path):
+    with Sandbox(tmp_path / "server") as server:
+        path = write_config(server.point(settings))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await type_into(pilot, "#smtp--sender_name", "Front desk")
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+            await pilot.press("enter")  # Save
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        assert app.return_value == 0
+        got = server.messages()
+    assert [m.subject for m in got] == ["SMTP Settings Test"]
+    assert config.load(path).smtp.sender_name == "Front desk"

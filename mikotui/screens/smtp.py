@@ -48,11 +48,12 @@ def port_hint(settings: Settings) -> tuple[str, dict[str, object]] | None:
 
 class SmtpScreen(BaseScreen):
     MODE = "smtp"
+    AUTO_FOCUS = "#smtp--host"
 
     def compose_body(self) -> ComposeResult:
         s = self.miko.settings
         t = self.t
-        with VerticalScroll(id="smtp-form", classes="form"):
+        with VerticalScroll(id="smtp-form", classes="form", can_focus=False):
             yield Field("preset", t("label.preset"), Select(
                 [(t(f"preset.{p}"), p) for p in (*PRESETS, "other")],
                 value=preset_of(s.smtp.host), allow_blank=False, compact=True, id="preset"))
