@@ -52,6 +52,8 @@ class MikoApp(App[int]):
         "outbox": OutboxScreen,
     }
     DEFAULT_MODE = "smtp"
+    # From this width on, the SMTP screen shows the connection and test mail beside the form.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
     ENABLE_COMMAND_PALETTE = False
     # Descriptions are i18n keys; __init__ puts them in the UI language. F1-F4
     # are shown (and clickable) in the bar of screens at the top, which leaves

@@ -423,3 +423,14 @@ async def test_quit_save_with_smtp_change_sends_then_exits(settings, write_confi
         got = server.messages()
     assert [m.subject for m in got] == ["SMTP Settings Test"]
     assert config.load(path).smtp.sender_name == "Front desk"
+
+
+async def test_screens_switch_by_mouse_on_the_top_bar(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#nav", offset=(12, 0))  # " F2 Missed calls "
+        await pilot.pause()
+        assert app.current_mode == "missed"
+        await pilot.click("#nav", offset=(2, 0))  # " F1 SMTP "
+        await pilot.pause()
+        assert app.current_mode == "smtp"

@@ -8,11 +8,21 @@ from dataclasses import replace
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import HorizontalGroup, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, RadioButton, RadioSet, Select
+from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalScroll
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+)
 
 from mikotui.config import ENCRYPTIONS, Problem, Settings
 from mikotui.screens.base import BaseScreen
+from mikotui.widgets.email_preview import EmailPreview
 from mikotui.widgets.form import Field, key_of, value_of, widget_id, with_value
 
 # The seed's three providers (SPEC §6): host, port, encryption.
@@ -53,48 +63,59 @@ class SmtpScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         s = self.miko.settings
         t = self.t
-        with VerticalScroll(id="smtp-form", classes="form", can_focus=False):
-            yield Field("preset", t("label.preset"), Select(
-                [(t(f"preset.{p}"), p) for p in (*PRESETS, "other")],
-                value=preset_of(s.smtp.host), allow_blank=False, compact=True, id="preset"))
-            yield Field("smtp.host", t("label.smtp.host"),
-                        Input(s.smtp.host, id="smtp--host", compact=True, select_on_focus=False,
-                              placeholder="smtp.example.com"))
-            yield Field("smtp.port", t("label.smtp.port"),
-                        Input(str(s.smtp.port), id="smtp--port", compact=True, select_on_focus=False, type="integer",
-                              classes="short"))
-            yield Field("smtp.encryption", t("label.smtp.encryption"), RadioSet(
-                *(RadioButton(t(f"enc.{e}"), value=e == s.smtp.encryption, id=f"enc-{e}",
-                              compact=True) for e in ENCRYPTIONS),
-                id="smtp--encryption", compact=True))
-            yield Field("smtp.verify_certificate", "", Checkbox(
-                t("label.smtp.verify_certificate"), s.smtp.verify_certificate,
-                id="smtp--verify_certificate", compact=True))
-            yield Field("smtp.username", t("label.smtp.username"),
-                        Input(s.smtp.username, id="smtp--username", compact=True, select_on_focus=False))
-            yield Field("smtp.password", t("label.smtp.password"),
-                        Input(s.smtp.password, id="smtp--password", password=True,
-                              compact=True, select_on_focus=False),
-                        Button(t("password.show"), id="show-password", compact=True))
-            yield Field("smtp.sender_address", t("label.smtp.sender_address"),
-                        Input(s.smtp.sender_address, id="smtp--sender_address", compact=True, select_on_focus=False,
-                              placeholder=t("placeholder.sender_address")))
-            yield Field("smtp.sender_name", t("label.smtp.sender_name"),
-                        Input(s.smtp.sender_name, id="smtp--sender_name", compact=True, select_on_focus=False,
-                              placeholder="MikoPBX notification"))
-            yield Field("notifications.admin_email", t("label.notifications.admin_email"),
-                        Input(s.notifications.admin_email, id="notifications--admin_email",
-                              compact=True, select_on_focus=False))
-            yield Field("notifications.enabled", "", Checkbox(
-                t("label.notifications.enabled"), s.notifications.enabled,
-                id="notifications--enabled", compact=True))
-            with HorizontalGroup(classes="buttons"):
-                yield Button(t("button.test"), id="send-test", variant="primary", compact=True)
-                yield Button(t("button.save"), id="save", compact=True)
-                yield Button(t("button.transcript"), id="show-transcript", compact=True)
+        with Horizontal(classes="smtp"):
+            with VerticalScroll(id="smtp-form", classes="form", can_focus=False):
+                yield Field("preset", t("label.preset"), Select(
+                    [(t(f"preset.{p}"), p) for p in (*PRESETS, "other")],
+                    value=preset_of(s.smtp.host), allow_blank=False, compact=True, id="preset"))
+                yield Field("smtp.host", t("label.smtp.host"),
+                            Input(s.smtp.host, id="smtp--host", compact=True, select_on_focus=False,
+                                  placeholder="smtp.example.com"))
+                yield Field("smtp.port", t("label.smtp.port"),
+                            Input(str(s.smtp.port), id="smtp--port", compact=True, select_on_focus=False, type="integer",
+                                  classes="short"))
+                yield Field("smtp.encryption", t("label.smtp.encryption"), RadioSet(
+                    *(RadioButton(t(f"enc.{e}"), value=e == s.smtp.encryption, id=f"enc-{e}",
+                                  compact=True) for e in ENCRYPTIONS),
+                    id="smtp--encryption", compact=True))
+                yield Field("smtp.verify_certificate", "", Checkbox(
+                    t("label.smtp.verify_certificate"), s.smtp.verify_certificate,
+                    id="smtp--verify_certificate", compact=True))
+                yield Field("smtp.username", t("label.smtp.username"),
+                            Input(s.smtp.username, id="smtp--username", compact=True, select_on_focus=False))
+                yield Field("smtp.password", t("label.smtp.password"),
+                            Input(s.smtp.password, id="smtp--password", password=True,
+                                  compact=True, select_on_focus=False),
+                            Button(t("password.show"), id="show-password", compact=True))
+                yield Field("smtp.sender_address", t("label.smtp.sender_address"),
+                            Input(s.smtp.sender_address, id="smtp--sender_address", compact=True, select_on_focus=False,
+                                  placeholder=t("placeholder.sender_address")))
+                yield Field("smtp.sender_name", t("label.smtp.sender_name"),
+                            Input(s.smtp.sender_name, id="smtp--sender_name", compact=True, select_on_focus=False,
+                                  placeholder="MikoPBX notification"))
+                yield Field("notifications.admin_email", t("label.notifications.admin_email"),
+                            Input(s.notifications.admin_email, id="notifications--admin_email",
+                                  compact=True, select_on_focus=False))
+                yield Field("notifications.enabled", "", Checkbox(
+                    t("label.notifications.enabled"), s.notifications.enabled,
+                    id="notifications--enabled", compact=True))
+                with HorizontalGroup(classes="buttons"):
+                    yield Button(t("button.test"), id="send-test", variant="primary", compact=True)
+                    yield Button(t("button.save"), id="save", compact=True)
+                    yield Button(t("button.transcript"), id="show-transcript", compact=True)
+            # Beside the form when the terminal is wide: what a send will do, and
+            # the test mail itself.
+            with Vertical(id="smtp-side"):
+                yield Label(t("label.connection"), classes="area-label")
+                yield Static(id="connection")
+                yield Label(t("label.test_preview"), classes="area-label")
+                yield EmailPreview("test", id="preview")
 
     def on_mount(self) -> None:
         super().on_mount()
+        # The radio cursor starts on the chosen mode, not on the first one.
+        radio = self.query_one("#smtp--encryption", RadioSet)
+        radio._selected = radio.pressed_index if radio.pressed_index >= 0 else None
         self.refresh_state()
 
     # --- edits ----------------------------------------------------------------
@@ -172,6 +193,23 @@ class SmtpScreen(BaseScreen):
 
     # --- state ----------------------------------------------------------------
 
+    def connection_summary(self) -> str:
+        """What a send will do with these settings, in plain words."""
+        s = self.miko.settings.smtp
+        t = self.t
+        try:
+            ep = s.endpoint()
+        except ValueError:
+            return t("connection.invalid")
+        lines = [t("connection.to", host=ep.host, port=ep.port, enc=t(f"enc.{ep.encryption}"))]
+        if ep.encryption != "none":
+            lines.append(t("connection.cert_on" if s.verify_certificate else "connection.cert_off"))
+        lines.append(t("connection.login", user=s.username) if s.username
+                     else t("connection.no_login"))
+        if not self.miko.settings.notifications.enabled:
+            lines.append(t("connection.disabled"))
+        return "\n".join(f"• {line}" for line in lines)
+
     def refresh_state(self) -> None:
         super().refresh_state()
         app = self.miko
@@ -190,6 +228,8 @@ class SmtpScreen(BaseScreen):
         preset = str(self.query_one("#preset", Select).value)
         if preset in PRESETS:
             hints["preset"] = self.t(f"preset.{preset}.note")
+        self.query_one("#connection", Static).update(self.connection_summary())
+        self.query_one(EmailPreview).show(app.settings, app.lang)
         for field in self.query(Field):
             problems = [p for p in app.problems if p.key == field.key]
             if field.key in app.input_errors:
