@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import shutil
-import sys
-from pathlib import Path
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -19,6 +15,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+    import shutil
+    import sys
+    from pathlib import Path
+
     from mikotui import asterisk, config
 
     exe = shutil.which("mikotui") or str(Path(sys.argv[0]).resolve())
