@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App
@@ -32,6 +32,9 @@ from mikotui.screens.outbox import OutboxScreen
 from mikotui.screens.smtp import SmtpScreen
 from mikotui.screens.voicemail import VoicemailScreen
 from mikotui.widgets.transcript_view import SendReport
+
+if TYPE_CHECKING:
+    from mikotui.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class MikoApp(App[int]):
         self.blink = blink
         self.clock = clock or datetime.now
         self.sandbox_mode = sandbox
-        self.sandbox = None  # mikotui.sandbox.Sandbox while running
+        self.sandbox: Sandbox | None = None  # while running
         self._sandbox_dir: tempfile.TemporaryDirectory[str] | None = None
         self.phase = Phase("")
         self.last_report: SendReport | None = None
@@ -187,6 +190,8 @@ class MikoApp(App[int]):
                         severity="error", timeout=10)
             return False
         self.saved = self._settings
+        # Some checks look at the file itself (its mode), which just changed.
+        self.problems = config.validate(self._settings)
         self.notify(self.t("save.done", path=self.path.name), timeout=3)
         self.refresh_state()
         if before.smtp != self._settings.smtp and self._settings.notifications.admin_email:

@@ -7,6 +7,7 @@ import dataclasses
 import gc
 from typing import TYPE_CHECKING, cast
 
+from textual import on
 from textual.app import ComposeResult
 from textual.dom import DOMNode
 from textual.screen import Screen
@@ -69,6 +70,11 @@ class BaseScreen(Screen[None]):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    @on(Input.Submitted)
+    def next_field(self) -> None:
+        """Enter in a field goes on to the next one, as in a paper form."""
+        self.focus_next()
 
     def on_screen_resume(self) -> None:
         self.refresh_state()

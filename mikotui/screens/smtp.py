@@ -132,7 +132,7 @@ class SmtpScreen(BaseScreen):
             except ValueError:
                 self.miko.set_input_error(key, self.t("error.whole_number"))
                 return
-            self.miko.input_errors.pop(key, None)
+            self.miko.set_input_error(key, None)
         self.miko.edit(with_value(self.miko.settings, key, value))
         self.refresh_state()
 
