@@ -12,11 +12,21 @@ import importlib
 import os
 import sys
 
-# Subcommand modules under mikotui/commands, in --help order.
-COMMANDS = (
-    "notify", "preview", "test_email", "deliver", "queue", "config_cmd",
-    "sandbox", "asterisk_config", "mikopbx",
-)
+# Command name -> its module under mikotui/commands, in --help order.
+COMMANDS = {
+    "notify": "notify",
+    "preview": "preview",
+    "test-email": "test_email",
+    "deliver": "deliver",
+    "queue": "queue",
+    "config": "config_cmd",
+    "sandbox": "sandbox",
+    "asterisk-config": "asterisk_config",
+    "import-mikopbx": "mikopbx",
+    "export-mikopbx": "mikopbx",
+}
+# Top-level options that take a value (so the value is not taken for a command).
+_VALUED = ("--config", "--lang")
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,7 +47,9 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given argv, only the named command's module is loaded: the
+    PBX runs `notify` per event, and every millisecond of start-up counts."""
     common = common_options()
     parser = Parser(
         prog="mikotui", parents=[common],
@@ -48,19 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TUI: send to a local capture server, not the real one")
     parser.add_argument("--version", action="version", version="mikotui 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"mikotui.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mikotui.commands.{name}":
-                raise
-            continue  # not built yet
-        module.register(sub, common)
+    named = _command_in(argv) if argv is not None else None
+    modules = [COMMANDS[named]] if named else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(f"mikotui.commands.{name}").register(sub, common)
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The command named in argv, if it is one we know."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in _VALUED:
+            skip = True
+        elif not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.config = getattr(args, "config", None)
     args.lang = getattr(args, "lang", None)
