@@ -66,9 +66,10 @@ async def test_insert_parameter_at_cursor(config_path):
         await pilot.press("f3")
         await pilot.pause()
         await type_into(pilot, "#voicemail--subject", " box ")
-        params = app.screen.query_one("#parameters")
-        params.focus()
+        await pilot.press("f7")  # keyboard alone: from the field to the list
         await pilot.pause()
+        params = app.screen.query_one("#parameters")
+        assert app.focused is params
         names = [params.get_option_at_index(i).id for i in range(params.option_count)]
         params.highlighted = names.index("VM_MAILBOX")
         await pilot.press("enter")

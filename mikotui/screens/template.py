@@ -3,8 +3,11 @@ and footer beside the parameter list and the live preview."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import events, on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, TextArea
@@ -32,6 +35,9 @@ class TemplateArea(TextArea):
 class TemplateScreen(BaseScreen):
     SECTION = ""  # "missed_call" | "voicemail"
     PREVIEW = ""  # preview.build kind: "missed" | "voicemail"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f7", "parameters", "key.parameters", key_display="F7"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,6 +86,12 @@ class TemplateScreen(BaseScreen):
         key = key_of(event.widget)
         if key and key.split(".")[1] in PARTS:
             self._target = key
+
+    def action_parameters(self) -> None:
+        """From a subject, body or footer straight to the list; Enter puts the
+        parameter where the cursor was (Tab to the list would pass through
+        the fields below and take the last of them)."""
+        self.query_one("#parameters").focus()
 
     @on(OptionList.OptionSelected, "#parameters")
     def insert_parameter(self, event: OptionList.OptionSelected) -> None:
