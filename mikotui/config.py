@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mikotui import durable
+
 ENCRYPTIONS = ("none", "starttls", "ssl")
 LANGUAGES = ("en", "ru")
 DEFAULT_SENDER_NAME = "MikoPBX notification"
@@ -569,15 +571,7 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
     secret = bool(settings.smtp.password)
     mode = 0o600 if secret else 0o644
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # umask must not widen or narrow what we mean
-        view = memoryview(text)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.write_file(tmp, text, mode)
     try:
         if path.exists():
             bak = folder / f"{path.name}.bak"
@@ -596,13 +590,5 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    durable.fsync_dir(folder)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from mikotui.durable import fsync_dir, write_all, write_file
+
 if TYPE_CHECKING:
     import random
 
@@ -180,12 +182,12 @@ class Spool:
         tmp = self.root / "tmp" / meta.id
         os.mkdir(tmp, 0o700)
         name = MESSAGE if meta.stage == "ready" else RAW
-        _write_durably(tmp / name, data)
-        _write_durably(tmp / META, meta.to_json())
-        _fsync_dir(tmp)
+        write_file(tmp / name, data)
+        write_file(tmp / META, meta.to_json())
+        fsync_dir(tmp)
         dest = self._place(meta.id, owner)
         os.rename(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return Entry(meta, dest)
 
     def enqueue_stream(self, meta: Meta, stream, *, limit: int,
@@ -198,17 +200,17 @@ class Spool:
         size = 0
         try:
             while chunk := stream.read(1 << 20):
-                _write_all(fd, chunk)
+                write_all(fd, chunk)
                 size += len(chunk)
             os.fsync(fd)
         finally:
             os.close(fd)
         meta = replace(meta, size=size, stage="raw")
-        _write_durably(tmp / META, meta.to_json())
-        _fsync_dir(tmp)
+        write_file(tmp / META, meta.to_json())
+        fsync_dir(tmp)
         dest = self._place(meta.id, owner)
         os.rename(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return Entry(meta, dest), size > limit
 
     def _place(self, entry_id: str, owner: Owner | None) -> Path:
@@ -262,7 +264,7 @@ class Spool:
         if remove:
             _remove_tree(trash)
         if sync:
-            _fsync_dir(entry.path.parent)
+            fsync_dir(entry.path.parent)
         return trash
 
     @staticmethod
@@ -270,20 +272,20 @@ class Spool:
         _remove_tree(trash)
 
     def sync(self, state: str) -> None:
-        _fsync_dir(self.root / state)
+        fsync_dir(self.root / state)
 
     def update(self, entry: Entry, meta: Meta) -> Entry:
         """Replace the metadata of an entry this process holds."""
-        _write_durably(entry.path / (META + ".tmp"), meta.to_json())
+        write_file(entry.path / (META + ".tmp"), meta.to_json())
         os.replace(entry.path / (META + ".tmp"), entry.path / META)
-        _fsync_dir(entry.path)
+        fsync_dir(entry.path)
         return Entry(meta, entry.path)
 
     def replace_message(self, entry: Entry, meta: Meta, data: bytes) -> Entry:
         """A raw entry becomes a ready one: the message, then the metadata
         that points at it, each renamed in whole."""
         meta = replace(meta, size=len(data), stage="ready")
-        _write_durably(entry.path / (MESSAGE + ".tmp"), data)
+        write_file(entry.path / (MESSAGE + ".tmp"), data)
         os.replace(entry.path / (MESSAGE + ".tmp"), entry.path / MESSAGE)
         entry = self.update(entry, meta)
         (entry.path / RAW).unlink(missing_ok=True)
@@ -293,7 +295,7 @@ class Spool:
         """Back to `queue/` untouched (e.g. --queue-only after parsing)."""
         dest = self.root / "queue" / entry.id
         os.rename(entry.path, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return Entry(entry.meta, dest)
 
     def defer(self, entry: Entry, *, error: str, code: int | None = None,
@@ -315,7 +317,7 @@ class Spool:
         entry = self.update(entry, meta)
         dest = self.root / "failed" / entry.id
         os.rename(entry.path, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return Entry(meta, dest)
 
     # --- recovery ------------------------------------------------------------
@@ -336,7 +338,7 @@ class Spool:
             except FileNotFoundError:
                 pass  # another process recovered it first
         if moved:
-            _fsync_dir(self.root / "queue")
+            fsync_dir(self.root / "queue")
         for token, is_dead in dead.items():
             if is_dead:
                 (self.root / "owners" / token).unlink(missing_ok=True)
@@ -415,7 +417,7 @@ class Spool:
                 continue
             entry = Entry(_read_meta(trash), src)
             _remove_tree(trash)
-            _fsync_dir(src.parent)
+            fsync_dir(src.parent)
             return entry
         raise SpoolError(f"no queued or failed entry {entry_id}")
 
@@ -447,29 +449,6 @@ class Spool:
 
 
 # --- files -------------------------------------------------------------------
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _read_meta(path: Path) -> Meta:
     return Meta.from_json((path / META).read_bytes())
