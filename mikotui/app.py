@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 
 from mikotui import config, i18n
@@ -34,7 +35,15 @@ from mikotui.screens.voicemail import VoicemailScreen
 from mikotui.widgets.transcript_view import SendReport
 
 if TYPE_CHECKING:
-    from mikotui.sandbox import Sandbox
+    from mikotui.sandbox import CapturedMessage, Sandbox
+
+
+class MailCaptured(Message):
+    """The sandbox received a mail (posted from its server thread)."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__()
+        self.subject = subject
 
 
 @dataclass(frozen=True)
@@ -147,12 +156,13 @@ class MikoApp(App[int]):
         self.sandbox.start()
         self.refresh_state()
 
-    def _captured_from_thread(self, message: object) -> None:
-        self.call_from_thread(self._captured, message)
+    def _captured_from_thread(self, message: CapturedMessage) -> None:
+        # post_message is thread-safe and does not wait: the server thread is
+        # never blocked on the UI (nor deadlocked with it at quit).
+        self.post_message(MailCaptured(message.subject))
 
-    def _captured(self, message: object) -> None:
-        self.notify(self.t("sandbox.captured", subject=getattr(message, "subject", "")),
-                    timeout=4)
+    def on_mail_captured(self, event: MailCaptured) -> None:
+        self.notify(self.t("sandbox.captured", subject=event.subject), timeout=4)
         if isinstance(self.screen, OutboxScreen):
             self.screen.refresh_state()
 
