@@ -248,7 +248,7 @@ class MikoApp(App[int]):
                                                 on_event=self.set_phase)
         except smtp.SmtpFailure as failure:
             self.last_report = SendReport.failed(failure, self.lang, target)
-            self.notify(f"{failure.hint(self.lang)}",
+            self.notify(f"{failure.hint(self.lang)}\n{self.t('send.see_transcript')}",
                         title=self.t("send.failed_title", kind=failure.kind),
                         severity="error", timeout=12)
         except Exception as exc:  # noqa: BLE001 - a toast, never a dead app
@@ -302,7 +302,9 @@ def build(args: argparse.Namespace, **kwargs: object) -> MikoApp:
     else:
         settings = dataclasses.replace(
             config.defaults(i18n.language(getattr(args, "lang", None))), path=path)
-    lang = i18n.language(getattr(args, "lang", None), settings.ui.language)
+    # [ui] language counts only when the file says it; else $LANG decides.
+    configured = settings.ui.language if "ui.language" in settings.lines else None
+    lang = i18n.language(getattr(args, "lang", None), configured)
     return MikoApp(settings, path, lang, sandbox=bool(getattr(args, "sandbox", False)),
                    **kwargs)  # type: ignore[arg-type]
 

@@ -21,7 +21,7 @@ from mikotui.widgets.transcript_view import TranscriptView
 SIZE = (100, 40)
 
 
-def make_app(path: Path, *, lang: str = "en", sandbox: bool = False) -> MikoApp:
+def make_app(path: Path, *, lang: str | None = "en", sandbox: bool = False) -> MikoApp:
     return build(argparse.Namespace(config=str(path), lang=lang, sandbox=sandbox), blink=False)
 
 
@@ -435,3 +435,14 @@ async def test_screens_switch_by_mouse_on_the_top_bar(config_path):
         await pilot.click("#nav", offset=(2, 0))  # " F1 SMTP "
         await pilot.pause()
         assert app.current_mode == "smtp"
+
+
+@pytest.mark.parametrize(("env_lang", "in_file", "expected"), [
+    ("ru_RU.UTF-8", False, "ru"), ("ru_RU.UTF-8", True, "en"), ("C.UTF-8", False, "en")])
+def test_language_is_flag_then_file_then_lang(tmp_path, monkeypatch, env_lang, in_file, expected):
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.setenv("LANG", env_lang)
+    path = tmp_path / "mikotui.toml"
+    path.write_text('[ui]\nlanguage = "en"\n' if in_file else '[smtp]\nport = 587\n')
+    assert make_app(path, lang=None).lang == expected
+    assert make_app(path, lang="ru").lang == "ru"
