@@ -134,7 +134,6 @@ class SmtpScreen(BaseScreen):
                 return
             self.miko.set_input_error(key, None)
         self.miko.edit(with_value(self.miko.settings, key, value))
-        self.refresh_state()
 
     @on(Checkbox.Changed)
     def switch_changed(self, event: Checkbox.Changed) -> None:
@@ -225,6 +224,8 @@ class SmtpScreen(BaseScreen):
         mistake = port_hint(app.settings)
         if mistake:
             hints["smtp.port"] = self.t(mistake[0], **mistake[1])
+        if not app.settings.notifications.enabled:
+            hints["notifications.enabled"] = self.t("connection.disabled")
         preset = str(self.query_one("#preset", Select).value)
         if preset in PRESETS:
             hints["preset"] = self.t(f"preset.{preset}.note")

@@ -9,6 +9,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import HorizontalGroup, VerticalGroup
+from textual.markup import escape
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
@@ -70,13 +71,7 @@ class Field(VerticalGroup):
             return
         markup = {"error": "[$error]✖ {}[/]", "warning": "[$warning]! {}[/]",
                   "hint": "[$accent]→ {}[/]"}
-        message.update("\n".join(markup[level].format(_escape(text)) for level, text in lines))
+        message.update("\n".join(markup[level].format(escape(text)) for level, text in lines))
         message.display = True
         self.set_class(any(level == "error" for level, _ in lines), "-error")
         self.set_class(any(level == "warning" for level, _ in lines), "-warning")
-
-
-def _escape(text: str) -> str:
-    from textual.markup import escape
-
-    return escape(text)
