@@ -50,7 +50,8 @@ class TemplateScreen(BaseScreen):
         with Horizontal(classes="template"):
             with Vertical(classes="template-form"):
                 yield Field(f"{s}.email", self.t(f"label.{s}.email"),
-                            Input(tpl.email, id=widget_id(f"{s}.email"), compact=True, select_on_focus=False))
+                            Input(tpl.email, id=widget_id(f"{s}.email"), compact=True,
+                                  placeholder=self.t(f"placeholder.{s}.email"), select_on_focus=False))
                 yield Field(f"{s}.subject", self.t("label.subject"),
                             Input(tpl.subject, id=widget_id(f"{s}.subject"), compact=True, select_on_focus=False))
                 yield Label(self.t("label.body"), classes="area-label")
