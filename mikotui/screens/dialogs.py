@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 
 
 class Dialog(ModalScreen):  # type: ignore[type-arg]
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.cancel")]
+    # Left/Right walk a row of buttons, as in any dialog box.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "key.cancel"),
+        Binding("left", "app.focus_previous", show=False),
+        Binding("right", "app.focus_next", show=False),
+    ]
 
     def t(self, key: str, /, **values: object) -> str:
         return i18n.ui(cast("MikoApp", self.app).lang, key, **values)
@@ -38,10 +43,6 @@ class Dialog(ModalScreen):  # type: ignore[type-arg]
 
 class QuitDialog(Dialog):
     """Unsaved changes: "save", "discard" or None (cancel)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.cancel"),
-                Binding("left", "app.focus_previous", show=False),
-                Binding("right", "app.focus_next", show=False)]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
