@@ -270,6 +270,17 @@ def load(path: str | os.PathLike[str]) -> Settings:
     return loads(text, path=path)
 
 
+def load_valid(path: str | os.PathLike[str]) -> Settings:
+    """`load`, refusing a config that `validate` finds errors in: for commands
+    that would act on it (send, export). One ConfigError names them all."""
+    settings = load(path)
+    found = errors(validate(settings))
+    if found:
+        listed = "; ".join(str(p) for p in found)
+        raise ConfigError(f"{listed} (see `mikotui config check`)", path=path)
+    return settings
+
+
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 

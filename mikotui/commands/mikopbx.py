@@ -99,14 +99,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mikotui import config, mikopbx
 
     path = config.resolve_path(args.config)
-    settings = config.load(path)
-    errors = config.errors(config.validate(settings))
-    if errors:
-        for p in errors:
-            print(f"mikotui: {p}", file=sys.stderr)
-        print(f"mikotui: {path} has errors (see `mikotui config check`); nothing exported",
-              file=sys.stderr)
-        return os.EX_CONFIG
+    settings = config.load_valid(path)
     try:
         result = mikopbx.export_settings(settings, Path(args.db))
     except mikopbx.MikoPbxError as exc:

@@ -28,12 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from mikotui import config, i18n, smtp
 
     path = config.resolve_path(args.config)
-    settings = config.load(path)
-    problems = config.errors(config.validate(settings))
-    if problems:
-        for p in problems:
-            print(f"mikotui: config error: {path}: {p}", file=sys.stderr)
-        return os.EX_CONFIG
+    settings = config.load_valid(path)
     if args.to is not None and not config.is_email(args.to):
         print(f"mikotui: --to: not an email address: {args.to!r}", file=sys.stderr)
         return os.EX_USAGE
