@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -70,3 +71,19 @@ def write_config(tmp_path: Path):
         return config.save(s, tmp_path / name)
 
     return write
+
+
+def secret_forms(username: str, password: str) -> list[str]:
+    """The password and the base64 forms AUTH PLAIN and LOGIN put on the wire,
+    written out here, independent of the product's own masking code."""
+    raw = [password.encode(), f"\0{username}\0{password}".encode(),
+           f"{username}\0{password}".encode()]
+    return [password] + [base64.b64encode(r).decode().rstrip("=") for r in raw]
+
+
+def assert_no_secret(texts, username: str, password: str) -> None:
+    """No text (str or bytes) holds the password in any form."""
+    for text in texts:
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        for form in secret_forms(username, password):
+            assert form not in text, "a form of the password was shown"

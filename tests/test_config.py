@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from mikotui import config
-from tests.conftest import ROOT
 
 SHIPPED = ROOT / "config" / "mikotui.toml"
 

@@ -3,7 +3,6 @@ the sample MikoPBX schema, through the installed `mikotui` command."""
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 import stat
@@ -13,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, assert_no_secret
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -60,10 +59,7 @@ def rows(db: Path, table: str = "m_PbxSettings") -> dict:
 
 
 def secret_free(proc, password: str = PASSWORD) -> None:
-    out = proc.stdout_text + proc.stderr_text
-    for form in (password, base64.b64encode(password.encode()).decode(),
-                 base64.b64encode(f"\0user\0{password}".encode()).decode()):
-        assert form not in out
+    assert_no_secret((proc.stdout_text, proc.stderr_text), "user", password)
 
 
 @pytest.fixture

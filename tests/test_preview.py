@@ -7,8 +7,7 @@ from dataclasses import replace
 from email import policy
 
 import pytest
-
-from tests.conftest import ROOT
+from conftest import ROOT
 
 SHIPPED = str(ROOT / "config" / "mikotui.toml")
 

@@ -11,21 +11,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import trustme
-from conftest import mikotui_command
+from conftest import assert_no_secret, mikotui_command
 from smtp_servers import Replies, smtp_server, trust_ca
 
 from mikotui.config import Settings
 from mikotui.sandbox import free_port, read_captured
-from mikotui.smtp import secret_forms
 
 PASSWORD = "Sup3r-S3cret-pw"
 USER = "pbx@example.com"
 
 
 def _no_secret(proc: subprocess.CompletedProcess) -> None:
-    out = proc.stdout + proc.stderr
-    for secret in secret_forms(USER, PASSWORD):  # the password and its base64 forms
-        assert secret.encode() not in out
+    assert_no_secret((proc.stdout, proc.stderr), USER, PASSWORD)
 
 
 def test_delivers_and_prints_transcript(cli, settings: Settings, write_config) -> None:
