@@ -49,6 +49,15 @@ def config_path(settings, write_config) -> Path:
     return write_config(settings)
 
 
+
+async def send_test(pilot, app) -> None:
+    """Ctrl+T, accept the suggested recipient, and wait for the worker."""
+    await pilot.press("ctrl+t")
+    await pilot.pause()
+    await pilot.press("enter")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
 async def test_subject_edit_updates_preview(config_path):
     app = make_app(config_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -280,11 +289,7 @@ async def test_failed_test_send_shows_kind_and_hint(settings, write_config):
     path = write_config(replace(settings, smtp=smtp))
     app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+t")
-        await pilot.pause()
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await send_test(pilot, app)
         report = app.last_report
         assert report is not None and not report.ok
         assert report.kind == "refused"
@@ -351,11 +356,7 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
         assert app.sandbox is not None
         banner = str(app.screen.query_one("#sandbox-banner").render())
         assert f"127.0.0.1:{app.sandbox.port}" in banner
-        await pilot.press("ctrl+t")
-        await pilot.pause()
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await send_test(pilot, app)
         assert app.last_report is not None and app.last_report.ok, app.last_report
         await pilot.press("f4")
         await pilot.pause()
@@ -389,11 +390,7 @@ async def test_refused_login_never_shows_the_password(settings, write_config, tm
         path = write_config(replace(pointed, smtp=smtp))
         app = make_app(path)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("ctrl+t")
-            await pilot.pause()
-            await pilot.press("enter")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await send_test(pilot, app)
             report = app.last_report
             assert report is not None and report.kind == "auth_failed"
             await pilot.press("f6")
