@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from email.message import EmailMessage
+from email.message import Message
 from typing import TYPE_CHECKING, Any, Self
 
 import aiosmtplib
@@ -434,10 +434,12 @@ class Connection:
             self._client.close()
             self._client = None
 
-    async def send(self, msg: EmailMessage,
+    async def send(self, msg: Message,
                    recipients: Sequence[str] | None = None) -> SendResult:
         """Send one message. Recipients the server refused while it took others
-        come back in `.refused`; if it took none, `SmtpFailure`."""
+        come back in `.refused`; if it took none, `SmtpFailure`. Any `Message`
+        will do: the deliverer passes a headers-only parse of the spooled bytes,
+        whose body aiosmtplib writes back unchanged."""
         if not self.connected:
             await self.open()
         assert self._client is not None
@@ -710,7 +712,7 @@ class Connection:
 
 # --- one-shot sends -------------------------------------------------------------
 
-async def send_message(smtp: config.Smtp, msg: EmailMessage,
+async def send_message(smtp: config.Smtp, msg: Message,
                        recipients: Sequence[str] | None = None, *,
                        on_event: Event | None = None) -> SendResult:
     """Connect, send one message, QUIT. The whole send is bounded by
