@@ -157,7 +157,7 @@ class Settings:
         if not p.is_absolute():
             base = self.path.parent if self.path else Path.cwd()
             p = base / p
-        return Path(os.path.normpath(p))
+        return Path(os.path.abspath(p))
 
     def employee(self, extension: str) -> Employee | None:
         for e in self.employees:
