@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/mikotui --sandbox
+# The newcomer's run edits a private copy, so the shipped default stays as shipped.
+run: $(STAMP) var/mikotui.toml
+	$(BIN)/mikotui --sandbox --config var/mikotui.toml
+
+var/mikotui.toml:
+	mkdir -p var
+	cp config/mikotui.toml $@
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
