@@ -174,6 +174,10 @@ def _voicemail(args: argparse.Namespace, settings, spool, lang: str) -> int:
             alert = notify.alert_failed(settings, spool, entry.meta)
             if alert is not None and not args.queue_only:
                 _deliver_queued(settings, spool, owner, alert.id)
+            if not entry.meta.size:  # nothing came: input missing, not bad input
+                print(f"mikotui: no voicemail email on stdin (recorded in {entry.path})",
+                      file=sys.stderr)
+                return os.EX_NOINPUT
             print(f"mikotui: voicemail not readable, kept in {entry.path}: {error}",
                   file=sys.stderr)
             return os.EX_DATAERR
