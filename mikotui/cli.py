@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ConfigError):
             print(f"mikotui: config error: {exc}", file=sys.stderr)
             return os.EX_CONFIG
+        if code := getattr(exc, "exit_code", None):  # a core error a person can act on
+            print(f"mikotui: {exc}", file=sys.stderr)
+            return code
         if os.environ.get("MIKOTUI_DEBUG"):
             raise
         print(f"mikotui: internal error: {type(exc).__name__}: {exc} "

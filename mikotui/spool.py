@@ -107,6 +107,8 @@ class Entry:
 class SpoolError(Exception):
     """An entry that is not there (any more), or a spool we cannot use."""
 
+    exit_code = os.EX_CANTCREAT  # what a command exits with when nobody handled it
+
 
 def new_id(now: float | None = None) -> str:
     """Sortable by creation time, unique across processes."""

@@ -1,0 +1,46 @@
+"""The command line as a whole: help for every command, and one clear line
+(never a traceback) for the errors a person meets first."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+
+from mikotui.cli import COMMANDS
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(cli, command: str) -> None:
+    res = cli(command, "--help")
+    assert res.returncode == 0, res.stderr_text
+    assert res.stdout_text.startswith(f"usage: mikotui {command}")
+
+
+def test_top_level_help_lists_every_command(cli) -> None:
+    res = cli("--help")
+    assert res.returncode == 0
+    for command in COMMANDS:
+        assert command in res.stdout_text
+
+
+def test_unknown_command_is_a_usage_error(cli) -> None:
+    res = cli("sendmail")
+    assert res.returncode == os.EX_USAGE
+    assert "invalid choice: 'sendmail'" in res.stderr_text
+
+
+@pytest.mark.parametrize("args", [
+    ("queue", "list"),
+    ("deliver",),
+    ("notify", "missed", "--caller", "101", "--called", "201", "--queue-only"),
+])
+def test_unusable_spool_is_one_line_and_73(cli, settings, write_config, tmp_path, args) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    s = replace(settings, spool=replace(settings.spool, path=str(blocker / "spool")))
+    res = cli(*args, "--config", str(write_config(s)))
+    assert res.returncode == os.EX_CANTCREAT, res.stderr_text
+    assert "Traceback" not in res.stderr_text
+    assert "spool" in res.stderr_text and len(res.stderr_text.strip().splitlines()) == 1
