@@ -5,6 +5,7 @@
       queue/<id>/       waiting: message.eml (or raw.eml) + meta.json
       active/<id>@<owner>/   claimed by one live process
       failed/<id>/      given up; meta.json says why
+      purged/<id>/      put aside by an operator: restorable for PURGE_KEEP, then deleted
       owners/<owner>    one lock file per live process that claims entries
       mikotui.log       one key=value line per delivery attempt
 
@@ -38,7 +39,7 @@ from mikotui.durable import fsync_dir, write_all, write_file
 if TYPE_CHECKING:
     import random
 
-DIRS = ("tmp", "queue", "active", "failed", "owners")
+DIRS = ("tmp", "queue", "active", "failed", "owners", "purged")
 MESSAGE = "message.eml"
 RAW = "raw.eml"
 META = "meta.json"
@@ -48,6 +49,7 @@ TRASH = "trash-"  # tmp/ folders being deleted
 FIRST_RETRY = 60.0  # seconds
 MAX_RETRY = 3600.0
 JITTER = 0.2  # +-20 %, so retries after an outage don't all land at once
+PURGE_KEEP = 7 * 86400.0  # how long a purged entry can still be restored
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Meta:
     failed_reason: str = ""
     refused: dict[str, str] = field(default_factory=dict)  # address -> "550 text"
     event: dict[str, Any] = field(default_factory=dict)  # what a raw entry needs to be parsed
+    purged: float = 0.0  # when an operator purged it (0: not purged)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
@@ -95,7 +98,7 @@ class Entry:
 
     @property
     def state(self) -> str:
-        return self.path.parent.name  # queue | active | failed
+        return self.path.parent.name  # queue | active | failed | purged
 
     def message_path(self) -> Path:
         return self.path / (RAW if self.meta.stage == "raw" else MESSAGE)
@@ -397,38 +400,87 @@ class Spool:
                 raise SpoolError(f"no queued or failed entry {entry_id}")
             entry = self.update(entry, replace(entry.meta, next_attempt=0.0))
             return self.release(entry)
-        dest = self._place(entry_id, owner)
+        entry = self._requeue(src, owner)
+        if entry is None:
+            raise SpoolError(f"no queued or failed entry {entry_id}")
+        return entry
+
+    def _requeue(self, src: Path, owner: Owner) -> Entry | None:
+        """A failed or purged entry back in `queue/`, due now, owed to whoever
+        has not accepted it, with a fresh maximum age; None when `src` is gone."""
+        dest = self._place(src.name, owner)
         try:
-            os.rename(src, dest)
+            os.rename(src, dest)  # claimed first: a crash leaves it to recovery
         except FileNotFoundError:
-            raise SpoolError(f"no queued or failed entry {entry_id}") from None
+            return None
         meta = _read_meta(dest)
         owed = tuple(meta.owed) or meta.recipients
         meta = replace(meta, next_attempt=0.0, failed_reason="", owed=owed, refused={},
-                       created=time.time())  # a fresh maximum age
+                       purged=0.0, created=time.time())
         return self.release(self.update(Entry(meta, dest), meta))
 
-    def purge(self, entry_id: str) -> Entry:
-        """Delete a queued or failed entry (not one being delivered)."""
+    def purge(self, entry_id: str, now: float | None = None) -> Entry:
+        """Put a queued or failed entry (not one being delivered) aside in
+        `purged/`, where `restore` finds it for PURGE_KEEP."""
+        purged = self.root / "purged"
+        purged.mkdir(mode=0o700, exist_ok=True)  # a spool made before purged/ existed
+        dest = purged / entry_id
+        if dest.exists():  # purged, restored and purged again: keep the newest
+            self._delete(dest)
         for state in ("queue", "failed"):
             src = self.root / state / entry_id
-            trash = self._trash(entry_id)
             try:
-                os.rename(src, trash)  # atomic against a deliverer's claim
+                os.rename(src, dest)  # atomic against a deliverer's claim
             except FileNotFoundError:
                 continue
-            entry = Entry(_read_meta(trash), src)
-            _remove_tree(trash)
+            stamp = time.time() if now is None else now
+            entry = Entry(_read_meta(dest), dest)
+            entry = self.update(entry, replace(entry.meta, purged=stamp))
+            fsync_dir(purged)
             fsync_dir(src.parent)
             return entry
         raise SpoolError(f"no queued or failed entry {entry_id}")
+
+    def restore(self, entry_id: str, owner: Owner) -> Entry:
+        """Undo `purge`: back in `queue/`, due now."""
+        entry = self._requeue(self.root / "purged" / entry_id, owner)
+        if entry is None:
+            raise SpoolError(f"no purged entry {entry_id} (purged entries are kept "
+                             f"{PURGE_KEEP / 86400:g} days)")
+        fsync_dir(self.root / "purged")
+        return entry
+
+    def clean_purged(self, older_than: float = PURGE_KEEP, now: float | None = None) -> None:
+        """Delete purged entries past the time they could be restored."""
+        limit = (time.time() if now is None else now) - older_than
+        for path in _listdir(self.root / "purged"):
+            try:
+                stamp = _read_meta(path).purged
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except (ValueError, TypeError):
+                stamp = 0.0
+            with contextlib.suppress(FileNotFoundError):  # restored meanwhile
+                if (stamp or path.stat().st_ctime) < limit:  # ctime: a purge cut short
+                    self._delete(path)
+
+    def _delete(self, path: Path) -> None:
+        """Out of its folder in one rename, then deleted (see `done`)."""
+        trash = self._trash(path.name)
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        _remove_tree(trash)
 
     def _trash(self, entry_id: str) -> Path:
         return self.root / "tmp" / f"{TRASH}{entry_id}-{os.urandom(3).hex()}"
 
     def clean_tmp(self, older_than: float = 3600) -> None:
         """Deletions cut short, and half-written entries of processes that
-        died while writing (old ones only: a young one may still be written)."""
+        died while writing (old ones only: a young one may still be written);
+        and purged entries too old to restore."""
+        self.clean_purged()
         limit = time.time() - older_than
         for path in _listdir(self.root / "tmp"):
             try:

@@ -287,3 +287,25 @@ def test_queue_list_retry_all_and_purge(cli, tmp_path):
         assert cli("--config", conf, "deliver").returncode == 0
     assert sorted(message_ids(server).values()) == [1, 1]
     assert "empty" in cli("--config", conf, "queue", "list").stdout_text
+
+
+def test_queue_purge_then_restore_delivers_once(cli, tmp_path):
+    port = free_port()
+    settings = settings_for(tmp_path, port)
+    conf = write(tmp_path, settings)
+    kept, purged = queue_missed(settings, 2)
+    out = cli("--config", conf, "queue", "purge", purged)
+    assert out.returncode == 0 and f"mikotui queue restore {purged}" in out.stdout_text
+    listed = cli("--config", conf, "queue", "list").stdout_text
+    assert kept in listed and purged not in listed
+    assert purged in cli("--config", conf, "queue", "list", "--purged").stdout_text
+    with Server(port) as server:
+        assert cli("--config", conf, "deliver").returncode == 0
+        assert len(server.received) == 1  # the purged one is not sent
+        back = cli("--config", conf, "queue", "restore", purged)
+        assert back.returncode == 0 and "due now" in back.stdout_text
+        assert cli("--config", conf, "deliver").returncode == 0
+    assert sorted(message_ids(server).values()) == [1, 1]
+    assert "empty" in cli("--config", conf, "queue", "list", "--purged").stdout_text
+    again = cli("--config", conf, "queue", "restore", purged)
+    assert again.returncode == 65 and "no purged entry" in again.stderr_text

@@ -142,6 +142,54 @@ def test_retry_and_purge(spool: Spool):
     assert list(spool.entries("queue")) == [] and os.listdir(spool.root / "tmp") == []
 
 
+def test_purge_puts_aside_and_restore_brings_back_due_now(spool: Spool):
+    with spool.owner() as owner:
+        entry = spool.claim(spool.enqueue(meta(), b"m").id, owner)
+        spool.fail(replace(entry, meta=replace(entry.meta, owed=("b@x.test",))), "550 no")
+    before = time.time()
+    purged = spool.purge(entry.id)
+    assert purged.state == "purged" and purged.meta.purged >= before
+    assert spool.find(entry.id) is None and spool.due() == []
+    assert [e.id for e in spool.entries("purged")] == [entry.id]
+    with spool.owner() as owner:
+        back = spool.restore(entry.id, owner)
+        with pytest.raises(SpoolError, match="no purged entry"):
+            spool.restore(entry.id, owner)
+    assert back.state == "queue" and back.meta.purged == 0.0 and back.meta.failed_reason == ""
+    assert back.meta.owed == ("b@x.test",) and back.read_message() == b"m"
+    assert spool.due() == [entry.id] and list(spool.entries("purged")) == []
+    assert os.listdir(spool.root / "active") == []
+
+
+def test_a_purged_queued_entry_comes_back_and_can_be_purged_again(spool: Spool):
+    entry = spool.enqueue(meta(next_attempt=time.time() + 600), b"m")
+    spool.purge(entry.id)
+    with spool.owner() as owner:
+        spool.restore(entry.id, owner)
+    assert spool.due() == [entry.id]
+    assert spool.purge(entry.id).state == "purged"
+    assert [e.id for e in spool.entries("purged")] == [entry.id]
+
+
+def test_purged_entries_are_deleted_after_seven_days(spool: Spool):
+    old = spool.enqueue(meta(), b"m")
+    young = spool.enqueue(meta(), b"m")
+    now = time.time()
+    spool.purge(old.id, now=now - 7 * 86400 - 1)
+    spool.purge(young.id, now=now - 7 * 86400 + 60)
+    spool.clean_tmp()  # what `deliver` calls on each pass
+    assert [e.id for e in spool.entries("purged")] == [young.id]
+    assert os.listdir(spool.root / "tmp") == []
+    with spool.owner() as owner, pytest.raises(SpoolError, match="kept 7 days"):
+        spool.restore(old.id, owner)
+
+
+def test_purge_works_on_a_spool_made_before_purged_existed(spool: Spool):
+    (spool.root / "purged").rmdir()
+    entry = spool.enqueue(meta(), b"m")
+    assert spool.purge(entry.id).state == "purged"
+
+
 def test_update_replaces_metadata_whole(spool: Spool):
     with spool.owner() as owner:
         entry = spool.claim(spool.enqueue(meta(), b"m").id, owner)

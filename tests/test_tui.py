@@ -346,6 +346,14 @@ async def test_outbox_retry_and_purge_act_on_the_spool(settings, config_path):
         await pilot.pause()
         assert spool.find(queued) is None
         assert table.row_count == 1
+        assert "press u to undo" in [n.message for n in app._notifications][-1]
+        await pilot.press("u")
+        await pilot.pause()
+        assert queued in spool.due() and table.row_count == 2
+        assert [e.id for e in spool.entries("purged")] == []
+        await pilot.press("u")  # nothing more to undo: nothing happens
+        await pilot.pause()
+        assert table.row_count == 2
 
 
 async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):

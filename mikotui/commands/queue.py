@@ -1,4 +1,4 @@
-"""mikotui queue list | retry ID|--all | purge ID"""
+"""mikotui queue list [--purged] | retry ID|--all | purge ID | restore ID"""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import time
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("queue", parents=[common], help="look at and act on the spool",
                        description="List the spool, send a failed or waiting notification "
-                                   "again, or delete one.")
+                                   "again, or purge one (restorable for 7 days).")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", parents=[common],
                             help="id, state, kind, recipients, attempts, next attempt, last error")
+    ls.add_argument("--purged", action="store_true",
+                    help="also the purged entries that `queue restore` can bring back")
     ls.set_defaults(handler=run_list)
     retry = actions.add_parser("retry", parents=[common],
                                help="make one (or --all failed and waiting) due now")
@@ -22,9 +24,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     which.add_argument("id", nargs="?", help="the entry's id (from `queue list`)")
     which.add_argument("--all", action="store_true", help="every failed and waiting entry")
     retry.set_defaults(handler=run_retry)
-    purge = actions.add_parser("purge", parents=[common], help="delete one entry")
+    purge = actions.add_parser("purge", parents=[common],
+                               help="take one entry out of the queue (restorable for 7 days)")
     purge.add_argument("id", help="the entry's id (from `queue list`)")
     purge.set_defaults(handler=run_purge)
+    restore = actions.add_parser("restore", parents=[common],
+                                 help="undo a purge: the entry is due now")
+    restore.add_argument("id", help="the entry's id (from `queue list --purged`)")
+    restore.set_defaults(handler=run_restore)
 
 
 def _spool(args: argparse.Namespace):
@@ -44,11 +51,13 @@ def _when(epoch: float) -> str:
 def run_list(args: argparse.Namespace) -> int:
     spool = _spool(args)
     rows = []
-    for state in ("active", "queue", "failed"):
+    states = ("active", "queue", "failed", "purged") if args.purged else (
+        "active", "queue", "failed")
+    for state in states:
         for e in spool.entries(state):
             m = e.meta
             nxt = {"queue": _when(m.next_attempt), "active": "sending",
-                   "failed": "-"}[state]
+                   "failed": "-", "purged": "-"}[state]
             error = m.failed_reason or m.last_error or "-"
             rows.append((m.id, state, m.kind, ",".join(m.owed or m.recipients) or "-",
                          str(m.attempts), nxt, " ".join(error.split())))
@@ -90,5 +99,21 @@ def run_purge(args: argparse.Namespace) -> int:
     except SpoolError as exc:
         print(f"mikotui: {exc}", file=sys.stderr)
         return os.EX_DATAERR
-    print(f"deleted {entry.id} ({entry.meta.kind}: {entry.meta.subject})")
+    print(f"purged {entry.id} ({entry.meta.kind}: {entry.meta.subject}); "
+          f"undo with `mikotui queue restore {entry.id}`")
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from mikotui.spool import SpoolError
+
+    spool = _spool(args)
+    try:
+        with spool.owner() as owner:
+            entry = spool.restore(args.id, owner)
+    except SpoolError as exc:
+        print(f"mikotui: {exc}", file=sys.stderr)
+        return os.EX_DATAERR
+    print(f"restored {entry.id} ({entry.meta.kind}: {entry.meta.subject}); "
+          "due now, `mikotui deliver` sends it")
     return 0

@@ -1,6 +1,6 @@
 """F4: the outbox (the spool): queued and failed notifications with their
-attempts, next attempt and last error; retry and purge (confirmed). In
---sandbox mode also the mail the capture server received."""
+attempts, next attempt and last error; retry, purge (confirmed) and undo of
+the last purge. In --sandbox mode also the mail the capture server received."""
 
 from __future__ import annotations
 
@@ -50,8 +50,13 @@ class OutboxScreen(BaseScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "retry", "key.retry"),
         Binding("d,delete", "purge", "key.purge", key_display="d"),
+        Binding("u", "undo", "key.undo"),
         Binding("f5", "refresh", "key.refresh", key_display="F5"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.purged: list[str] = []  # purged here, newest last: `u` restores them in turn
 
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="outbox"):
@@ -193,10 +198,36 @@ class OutboxScreen(BaseScreen):
             except (SpoolError, OSError) as exc:
                 self.notify(self.t("outbox.error", id=entry_id, error=exc), severity="error")
             else:
+                self.purged.append(entry_id)
+                self.refresh_bindings()
                 self.notify(self.t("outbox.purge_done", id=entry_id))
             self.refresh_state()
 
         self.app.push_screen(ConfirmDialog(question, self.t("outbox.purge_yes")), answered)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`u` is in the footer only while there is a purge to undo."""
+        if action == "undo":
+            return bool(self.purged)
+        return True
+
+    def action_undo(self) -> None:
+        if not self.purged:
+            return
+        entry_id = self.purged.pop()
+        try:
+            spool = self.spool.ensure()
+            with spool.owner() as owner:
+                spool.restore(entry_id, owner)
+        except (SpoolError, OSError) as exc:
+            self.notify(self.t("outbox.error", id=entry_id, error=exc), severity="error")
+        else:
+            self.notify(self.t("outbox.restore_done", id=entry_id))
+        self.refresh_bindings()
+        self.refresh_state()
+        table = self.query_one("#spool", DataTable)
+        if entry_id in [k.value for k in table.rows]:
+            table.move_cursor(row=table.get_row_index(entry_id))
 
     @on(DataTable.RowSelected, "#spool")
     def open_entry(self, event: DataTable.RowSelected) -> None:
