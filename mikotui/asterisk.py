@@ -90,11 +90,22 @@ def _body_text(msg: EmailMessage) -> str:
     part = msg.get_body(preferencelist=("plain",))
     if part is None:
         return ""
-    try:
-        return str(part.get_content())
-    except (LookupError, ValueError):
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", "replace")
+    return decode_text(part.get_payload(decode=True) or b"", part.get_content_charset())
+
+
+def decode_text(data: bytes, declared: str | None) -> str:
+    """Asterisk labels the body with voicemail.conf's `charset` (stock:
+    ISO-8859-1) whatever the caller's name really is — in practice UTF-8
+    from the channel, or Windows-1251 from an old Russian setup. Bytes that
+    are valid UTF-8 are UTF-8; otherwise the label, if it fits; else 1251."""
+    for charset in ("utf-8", declared, "cp1251"):
+        if not charset:
+            continue
+        try:
+            return data.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("utf-8", "replace")
 
 
 def _date(msg: EmailMessage) -> datetime | None:
@@ -160,8 +171,11 @@ def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:
         out.update(VM_NAME=m.group("name"), VM_DUR=m.group("dur"),
                    VM_MSGNUM=m.group("msgnum"), VM_MAILBOX=m.group("mailbox"),
                    VM_DATE=" ".join(m.group("date").split()))
-        if not num and not name and m.group("from") != "an unknown caller":
-            name = m.group("from")
+        if not name and m.group("from") != "an unknown caller":
+            # The text's "from" is VM_CALLERID: the name when no header has it.
+            from_name, from_num = split_callerid(m.group("from"))
+            if from_num in ("", num):
+                name, num = from_name, num or from_num
     if num or name:
         out["VM_CALLERID"] = f'"{name}" <{num}>' if name and num else (num or name)
     if num:

@@ -36,12 +36,14 @@ class Report:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    released: int = 0  # back to queue/ untried: stopped, or the connection broke
     alerts: list[str] = field(default_factory=list)  # ids of alerts queued
 
     def add(self, other: Report) -> None:
         self.sent += other.sent
         self.deferred += other.deferred
         self.failed += other.failed
+        self.released += other.released
         self.alerts += other.alerts
 
 
@@ -95,6 +97,7 @@ class Courier:
             pending = []
         for entry in pending:  # stopped, or the connection broke
             self.spool.release(entry)
+            report.released += 1
 
     def _ready(self, entry: Entry, report: Report) -> Entry | None:
         """A raw voicemail is parsed first (its notify died before that)."""
@@ -213,11 +216,14 @@ def deliver_entries(settings: Settings, spool: Spool, owner: Owner,
 async def _deliver_entries(settings: Settings, spool: Spool, owner: Owner,
                            entries: list[Entry]) -> Report:
     courier = Courier(settings, spool, owner)
+    stop = _stop_on_signals()
     try:
-        report = await courier.batch(entries)
+        report = await courier.batch(entries, stop)
+        if stop.is_set():
+            return report  # any alert waits in queue/ for the next deliverer
         alerts = [e for e in (spool.claim(i, owner) for i in report.alerts) if e is not None]
         if alerts:
-            report.add(await courier.batch(alerts))
+            report.add(await courier.batch(alerts, stop))
         return report
     finally:
         courier.close()
@@ -230,9 +236,25 @@ def drain(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
         spool.clean_tmp()
         courier = Courier(settings, spool, owner)
         try:
-            return asyncio.run(_drain(courier, batch))
+            return asyncio.run(_drain_until_stopped(courier, batch))
         finally:
             courier.close()
+
+
+async def _drain_until_stopped(courier: Courier, batch: int) -> Report:
+    return await _drain(courier, batch, _stop_on_signals())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """SIGTERM/SIGINT end delivery cleanly: the message on the wire is
+    finished (no resend of something the server already took), the rest goes
+    back to queue/ at once. Killed outright instead, a claimed entry would
+    wait in active/ for recovery and its message could go out twice."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None) -> Report:
@@ -264,10 +286,7 @@ def watch(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
 
 
 async def _watch(courier: Courier, batch: int) -> Report:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     notify.record(courier.spool, event="watching", path=courier.spool.root)
     report = Report()
     spool = courier.spool

@@ -3,6 +3,7 @@ answers per recipient can be set, and configs pointing at it."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -50,6 +51,10 @@ class Handler:
         self.data_codes: dict[str, str] = {}  # the same, for the end of DATA
         self.received: list[Received] = []
         self.changed = threading.Condition()
+        # Set `hold` to keep every DATA waiting until it is set; `holding`
+        # tells the test one is waiting (a client is mid-send).
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.rcpt_codes.get(address.lower())
@@ -59,6 +64,9 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.hold is not None:
+            self.holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
         for rcpt in envelope.rcpt_tos:
             if rcpt.lower() in self.data_codes:
                 return self.data_codes[rcpt.lower()]

@@ -289,3 +289,45 @@ def test_asterisk_config_prints_the_voicemail_conf_lines(cli, conf):
     assert mailcmd.endswith(f"--config {conf} notify voicemail")
     [body] = [ln for ln in lines if ln.startswith("emailbody=")]
     assert "VM_CALLERID=${VM_CALLERID}\\n" in body and '"' not in body
+
+
+# --- bodies as real PBXes write them ------------------------------------------------
+
+def stock_mail(charset: str, text: bytes, extra_headers: str = "") -> bytes:
+    head = ("Date: Thu, 26 Nov 2026 14:15:44 +0000\nFrom: Asterisk PBX <asterisk@pbx>\n"
+            "To: x@pbx\nSubject: [PBX]: New message 3 in mailbox 201\n" + extra_headers +
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=" + charset +
+            "\nContent-Transfer-Encoding: 8bit\n\n")
+    return head.encode() + text + b"\n.\n"
+
+
+@pytest.mark.parametrize("charset, encoding", [
+    ("ISO-8859-1", "utf-8"),  # stock charset, the name is UTF-8 from the channel
+    ("UTF-8", "cp1251"),  # labelled UTF-8, written by an old 1251 setup
+    ("windows-1251", "cp1251"),  # labelled right
+])
+def test_voicemail_body_in_a_mislabelled_charset_keeps_the_caller_name(
+        cli, conf, server, charset, encoding):
+    text = ("Dear Smith James:\n\n\tJust wanted to let you know you were just left a 0:12 "
+            "long message (number 3)\nin mailbox 201 from \"Иван Петров\" <74951234567>, "
+            "on Thursday, November 26, 2026 at 02:15:44 PM so you might\nwant to check it "
+            "when you get a chance.  Thanks!\n").encode(encoding)
+    mail = stock_mail(charset, text, "X-Asterisk-CallerID: 74951234567\n")
+    r = cli("--config", conf, "notify", "voicemail", input=mail)
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert got.subject == "New Voicemail Message from Иван Петров 74951234567"
+    assert '"Иван Петров" <74951234567>' in got.parse().get_body(("plain",)).get_content()
+
+
+def test_voicemail_crlf_gsm_wav_and_trailing_dot(cli, conf, server):
+    """CRLF line ends, a `.WAV` (GSM) recording, and the lone `.` after the
+    closing boundary: the recording arrives byte for byte, named `.wav`."""
+    raw = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    raw = raw.replace(b"audio/x-wav", b"audio/x-WAV").replace(b".wav\"", b".WAV\"")
+    r = cli("--config", conf, "notify", "voicemail", input=raw.replace(b"\n", b"\r\n"))
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    [wav] = got.parse().iter_attachments()
+    assert wav.get_filename() == "voicemail-2026-11-26-74951234567.wav"
+    assert wav.get_content_type() == "audio/x-wav" and wav.get_content() == WAV

@@ -195,12 +195,15 @@ def _voicemail(args: argparse.Namespace, settings, spool, lang: str) -> int:
 
 
 def _deliver_now(settings, spool, owner, entry) -> int:
-    from mikotui import deliver
+    from mikotui import deliver, notify
 
     report = deliver.deliver_entries(settings, spool, owner, [entry])
     if report.failed:
         return os.EX_UNAVAILABLE
-    if report.deferred:
+    if report.released:
+        notify.record(spool, id=entry.id, kind=entry.meta.kind, event="queued",
+                      reason="stopped by a signal before sending")
+    if report.deferred or report.released:
         print("mikotui: queued, will retry", file=sys.stderr)
     return 0
 
