@@ -144,6 +144,17 @@ def alert_failed(settings: Settings, spool: Spool, failed: Meta) -> Entry | None
 
 # --- the log ---------------------------------------------------------------------
 
+def warn_exposed_password(settings: Settings, spool: Spool | None) -> None:
+    """msmtp refuses a config whose secret others can read; refusing here
+    would lose the notification, so every run says it in the log instead."""
+    from mikotui import config
+
+    if settings.smtp.password and config._readable_by_others(settings.path):
+        record(spool, event="warning", config=settings.path,
+               problem=f"holds the SMTP password and others can read it "
+                       f"(chmod 600 {settings.path})")
+
+
 def record(spool: Spool | None, **fields: object) -> str:
     """One key=value line (msmtp-style) to stderr and <spool>/mikotui.log.
     Callers pass no secrets; values are made one line and quoted when needed."""

@@ -32,10 +32,13 @@ def spool_of(tmp_path: Path) -> Path:
     return tmp_path / "spool"
 
 
-@pytest.mark.parametrize("bad", [["--date", "26.11.2026 14:03"], ["--duration", "ten"]])
+@pytest.mark.parametrize("bad", [["--date", "26.11.2026 14:03"], ["--duration", "ten"],
+                                 ["--date", "2026-11-26T14:03:12"], ["--duration", "-3"]])
 def test_missed_call_with_a_bad_option_is_a_usage_error(cli, conf, server, tmp_path, bad):
     r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201", *bad)
-    assert r.returncode == 64 and "YYYY-MM-DD HH:MM:SS" in r.stderr_text
+    # One line naming the option and the value it got.
+    assert r.returncode == 64 and r.stderr_text.count("\n") == 1, r.stderr_text
+    assert f"{bad[0]} '{bad[1]}' is not" in r.stderr_text
     assert server.received == [] and entries(spool_of(tmp_path), "queue") == []
 
 
@@ -331,3 +334,56 @@ def test_voicemail_crlf_gsm_wav_and_trailing_dot(cli, conf, server):
     [wav] = got.parse().iter_attachments()
     assert wav.get_filename() == "voicemail-2026-11-26-74951234567.wav"
     assert wav.get_content_type() == "audio/x-wav" and wav.get_content() == WAV
+
+
+def test_system_alert_with_an_empty_subject_is_a_usage_error(cli, conf, server, tmp_path):
+    r = cli("--config", conf, "notify", "system", "--subject", " ", "--message", "x")
+    assert r.returncode == 64 and "--subject" in r.stderr_text
+    assert server.received == [] and entries(spool_of(tmp_path), "queue") == []
+
+
+def test_voicemail_on_an_unusable_spool_is_kept_in_tmpdir(cli, tmp_path, server):
+    """Asterisk deletes its copy whatever we answer: a spool we can't write
+    must not lose the recording. Exit 73, one line saying where it is."""
+    (tmp_path / "not-a-dir").write_text("")
+    s = settings_for(tmp_path, server.port)
+    conf = write(tmp_path, replace(s, spool=replace(s.spool, path=str(tmp_path / "not-a-dir" / "spool"))))
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    raw = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    r = cli("--config", conf, "notify", "voicemail", input=raw, env={"TMPDIR": str(rescue)})
+    assert r.returncode == 73
+    [kept] = rescue.iterdir()
+    assert kept.read_bytes() == raw and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert f"kept in {kept}" in r.stderr_text and "Traceback" not in r.stderr_text
+
+    # Fed back in once the spool works, it is delivered.
+    conf = write(tmp_path, s)
+    r = cli("--config", conf, "notify", "voicemail", input=kept.read_bytes())
+    assert r.returncode == 0, r.stderr_text
+    assert [g.subject for g in server.received] == ["New Voicemail Message from John Doe 74951234567"]
+
+
+def test_deliver_with_nothing_due_says_what_waits(cli, tmp_path):
+    with Server() as down:
+        port = down.port
+    conf = write(tmp_path, settings_for(tmp_path, port))  # nobody listens there now
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+    assert r.returncode == 0 and "queued, will retry" in r.stderr_text
+    r = cli("--config", conf, "deliver")
+    assert r.returncode == 0
+    assert "1 waiting to be retried" in r.stdout_text and "queue retry --all" in r.stdout_text
+
+
+def test_password_readable_by_others_is_warned_about_but_the_mail_goes(cli, tmp_path):
+    with Server(auth=("pbx", "S3cret-pw")) as server:
+        s = settings_for(tmp_path, server.port, username="pbx", password="S3cret-pw",
+                         allow_insecure_auth=True)
+        conf = write(tmp_path, s)
+        os.chmod(conf, 0o644)
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert r.returncode == 0, r.stderr_text
+        assert len(server.received) == 1
+    log = (spool_of(tmp_path) / "mikotui.log").read_text()
+    assert "event=warning" in log and f"chmod 600 {conf}" in log
+    assert "S3cret-pw" not in log and "S3cret-pw" not in r.stderr_text

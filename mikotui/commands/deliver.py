@@ -26,13 +26,32 @@ def run(args: argparse.Namespace) -> int:
     spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
     try:
         spool.ensure()
+        from mikotui.notify import warn_exposed_password
+
+        warn_exposed_password(settings, spool)
         if args.watch:
             report = deliver.watch(settings, spool)
         else:
             report = deliver.drain(settings, spool)
-    except (SpoolError, OSError) as exc:
-        print(f"mikotui: spool {spool.root}: {getattr(exc, 'strerror', None) or exc}",
-              file=sys.stderr)
+    except SpoolError as exc:
+        print(f"mikotui: {exc}", file=sys.stderr)
+        return os.EX_CANTCREAT
+    except OSError as exc:
+        print(f"mikotui: spool {spool.root}: {exc.strerror or exc}", file=sys.stderr)
         return os.EX_CANTCREAT
     print(f"sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
+    if not args.watch:
+        _say_what_waits(spool)
     return 0
+
+
+def _say_what_waits(spool) -> None:
+    """An admin who just fixed the server runs `deliver` and sees "sent 0":
+    tell them what still waits for its retry time, and how not to wait."""
+    import time
+
+    waiting = [e.meta.next_attempt for e in spool.entries("queue")]
+    if waiting:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(waiting)))
+        print(f"{len(waiting)} waiting to be retried (the first at {at}); "
+              "`mikotui queue retry --all` makes them due now")

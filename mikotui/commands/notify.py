@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
     try:
         spool.ensure()
+        notify.warn_exposed_password(settings, spool)
         if not settings.notifications.enabled:
             notify.record(spool, kind=args.kind, event="dropped",
                           reason="notifications are switched off")
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         if prepared is None:
             return os.EX_USAGE
         if not prepared.recipients:
-            notify.record(spool, kind=args.kind, event="dropped",
-                          reason="nobody to send it to (no employee email, no general address)")
+            notify.record(spool, kind=args.kind, event="dropped", called=args.called,
+                          reason="nobody to send it to (no employee email for the called "
+                                 "extension, no general missed-call address)")
             return 0
         if args.queue_only:
             entry = spool.enqueue(prepared.meta(), prepared.data)
@@ -83,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
         with spool.owner() as owner:
             entry = spool.enqueue(prepared.meta(), prepared.data, owner=owner)
             return _deliver_now(settings, spool, owner, entry)
-    except SpoolError as exc:
-        print(f"mikotui: {exc}", file=sys.stderr)
-        return os.EX_CANTCREAT
-    except OSError as exc:
-        print(f"mikotui: spool {spool.root}: {exc.strerror or exc}", file=sys.stderr)
+    except (SpoolError, OSError) as exc:
+        why = str(exc) if isinstance(exc, SpoolError) else f"spool {spool.root}: {exc.strerror or exc}"
+        print(f"mikotui: {why}", file=sys.stderr)
+        if args.kind == "voicemail":
+            _rescue_voicemail(path)
         return os.EX_CANTCREAT
 
 
@@ -95,13 +97,20 @@ def _prepare(args: argparse.Namespace, settings):
     from mikotui import notify
 
     if args.kind == "missed":
-        if not _valid_date(args.date) or not args.duration.strip().isdigit():
-            print("mikotui: --date must be 'YYYY-MM-DD HH:MM:SS' and --duration whole "
-                  "seconds", file=sys.stderr)
+        if not _valid_date(args.date):
+            print(f"mikotui: --date {args.date!r} is not 'YYYY-MM-DD HH:MM:SS' "
+                  "(e.g. '2026-11-26 14:03:12')", file=sys.stderr)
+            return None
+        if not args.duration.strip().isdigit():
+            print(f"mikotui: --duration {args.duration!r} is not whole seconds (e.g. 23)",
+                  file=sys.stderr)
             return None
         return notify.missed_call(settings, notify.MissedCall(
             caller=args.caller, called=args.called, caller_name=args.caller_name,
             called_name=args.called_name, duration=args.duration, date=args.date))
+    if not args.subject.strip():
+        print("mikotui: --subject is empty; say what the alert is about", file=sys.stderr)
+        return None
     text = args.message
     if text is None:
         if sys.stdin is None or sys.stdin.isatty():
@@ -133,7 +142,35 @@ def _keep_voicemail(path) -> None:
                                       f"`mikotui queue retry {entry.id}`")
         print(f"mikotui: voicemail kept in {entry.path}", file=sys.stderr)
     except OSError as exc:
-        print(f"mikotui: cannot keep the voicemail: {exc}", file=sys.stderr)
+        print(f"mikotui: cannot keep the voicemail in the spool: {exc}", file=sys.stderr)
+        _rescue_voicemail(path)
+
+
+def _rescue_voicemail(config_path) -> None:
+    """The spool can't be used, and Asterisk deletes its copy the moment we
+    exit: whatever is left on stdin goes to a private file in $TMPDIR (else
+    /var/tmp, which survives a reboot), for a person to feed back in."""
+    import tempfile
+
+    from mikotui.durable import write_all
+
+    if sys.stdin is None or sys.stdin.isatty():
+        return
+    folder = os.environ.get("TMPDIR") or "/var/tmp"
+    try:
+        fd, name = tempfile.mkstemp(prefix="mikotui-voicemail-", suffix=".eml", dir=folder)
+        try:
+            while chunk := sys.stdin.buffer.read(1 << 20):
+                write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        print(f"mikotui: the voicemail is lost: cannot write to {folder} either: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return
+    print(f"mikotui: voicemail kept in {name}; once the spool works: "
+          f"mikotui --config {config_path} notify voicemail < {name}", file=sys.stderr)
 
 
 def _valid_date(text: str) -> bool:
