@@ -416,7 +416,8 @@ class Spool:
         except FileNotFoundError:
             return None
         meta = _read_meta(dest)
-        owed = tuple(meta.owed) or meta.recipients
+        # Those who refused it for good are owed it again; those who took it are not.
+        owed = tuple(dict.fromkeys((*meta.owed, *meta.refused))) or meta.recipients
         meta = replace(meta, next_attempt=0.0, failed_reason="", owed=owed, refused={},
                        purged=0.0, created=time.time())
         return self.release(self.update(Entry(meta, dest), meta))

@@ -309,3 +309,24 @@ def test_queue_purge_then_restore_delivers_once(cli, tmp_path):
     assert "empty" in cli("--config", conf, "queue", "list", "--purged").stdout_text
     again = cli("--config", conf, "queue", "restore", purged)
     assert again.returncode == 65 and "no purged entry" in again.stderr_text
+
+
+def test_retry_of_a_partly_refused_entry_goes_only_to_those_who_refused(cli, tmp_path):
+    """Smith and the voicemail address took it, Oleg's server said 550: once
+    Oleg's mailbox is fixed, `queue retry` sends it to Oleg alone."""
+    with Server() as server:
+        server.handler.rcpt_codes["oleg@pbx.test"] = "550 5.1.1 no such user"
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        voicemail = (Path(__file__).parent / "fixtures" / "asterisk-voicemail-default.eml")
+        r = cli("--config", conf, "notify", "voicemail", "--missed-by", "204",
+                input=voicemail.read_bytes())
+        assert r.returncode == 69
+        [failed] = entries(tmp_path / "spool", "failed")
+        del server.handler.rcpt_codes["oleg@pbx.test"]
+        assert cli("--config", conf, "queue", "retry", failed["id"]).returncode == 0
+        assert cli("--config", conf, "deliver").returncode == 0
+        first, alert, again = server.received
+    assert set(first.rcpt_tos) == {"smith@pbx.test", "voicemail@pbx.test"}
+    assert alert.rcpt_tos == (ADMIN,)
+    assert again.rcpt_tos == ("oleg@pbx.test",) and again.message_id == first.message_id
+    assert entries(tmp_path / "spool", "queue") == entries(tmp_path / "spool", "failed") == []
