@@ -62,8 +62,12 @@ def parse(raw: bytes) -> VoicemailEvent:
     text = _body_text(msg)
     values = (_json_values(text) or _key_values(text) or _stock_values(msg, text))
     if not values:
-        raise VoicemailParseError("no voicemail values in the body (neither the MikoPBX "
-                                  "JSON, KEY=value lines, nor Asterisk's default text)")
+        if not any(_is_recording(part) for part in msg.iter_attachments()):
+            raise VoicemailParseError("no voicemail values in the body (neither the MikoPBX "
+                                      "JSON, KEY=value lines, nor Asterisk's default text)")
+        # An `emailbody` of someone's own wording, but a recording: it still
+        # goes out, with what the headers tell (date, mailbox in the subject).
+        values = _subject_values(msg)
     date = _date(msg)
     values = _complete(values, msg, date)
     return VoicemailEvent(values, values.get("VM_MAILBOX", ""), _recording(msg, values, date),
@@ -183,10 +187,14 @@ def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:
     if name:
         out["VM_CIDNAME"] = name
     if "VM_MAILBOX" not in out:
-        sm = re.search(r"mailbox (\S+)", str(msg["Subject"] or ""))
-        if sm:
-            out["VM_MAILBOX"] = sm.group(1)
+        out.update(_subject_values(msg))
     return out
+
+
+def _subject_values(msg: EmailMessage) -> dict[str, str]:
+    """Asterisk's stock subject names the mailbox: "New message 3 in mailbox 201"."""
+    sm = re.search(r"mailbox (\S+)", str(msg["Subject"] or ""))
+    return {"VM_MAILBOX": sm.group(1)} if sm else {}
 
 
 # --- values --------------------------------------------------------------------
@@ -225,12 +233,16 @@ def _complete(values: dict[str, str], msg: EmailMessage, date: datetime | None) 
 def _recording(msg: EmailMessage, values: dict[str, str],
                date: datetime | None) -> Attachment | None:
     for part in msg.iter_attachments():
-        ctype = part.get_content_type()
-        filename = str(part.get_filename() or "")
-        if ctype.startswith("audio/") or filename.lower().endswith((".wav", ".gsm")):
+        if _is_recording(part):
             data = part.get_payload(decode=True) or b""
             return Attachment(recording_name(values, date), "audio/x-wav", data)
     return None
+
+
+def _is_recording(part: EmailMessage) -> bool:
+    filename = str(part.get_filename() or "")
+    return (part.get_content_type().startswith("audio/")
+            or filename.lower().endswith((".wav", ".gsm")))
 
 
 def recording_name(values: dict[str, str], date: datetime | None) -> str:

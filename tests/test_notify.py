@@ -387,3 +387,22 @@ def test_password_readable_by_others_is_warned_about_but_the_mail_goes(cli, tmp_
     log = (spool_of(tmp_path) / "mikotui.log").read_text()
     assert "event=warning" in log and f"chmod 600 {conf}" in log
     assert "S3cret-pw" not in log and "S3cret-pw" not in r.stderr_text
+
+
+def test_voicemail_with_a_body_of_its_own_wording_still_delivers_the_recording(
+        cli, conf, server):
+    """An admin's own `emailbody` (no VM_* keys, no stock text) and an
+    anonymous caller (no X-Asterisk-CallerID): the recording still goes out,
+    to the mailbox (named in the stock subject) and the voicemail address."""
+    raw = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    raw = raw.replace(b"X-Asterisk-CallerID: 74951234567\n", b"")
+    raw = raw.replace(b"X-Asterisk-CallerIDName: John Doe\n", b"")
+    start = raw.index(b"Dear James Smith:")
+    end = raw.index(b"--Asterisk") + len(b"--Asterisk")
+    raw = raw[:start] + "Вам оставили сообщение.".encode() + raw[end:]
+    r = cli("--config", conf, "notify", "voicemail", input=raw)
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert set(got.rcpt_tos) == {"smith@pbx.test", VOICEMAIL}
+    [wav] = got.parse().iter_attachments()
+    assert wav.get_content() == WAV and wav.get_filename() == "voicemail-2026-11-26-unknown.wav"
