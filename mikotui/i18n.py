@@ -184,7 +184,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "connection.login": "log in as {user}",
         "connection.no_login": "send without logging in",
         "connection.disabled": "notifications are OFF: only test mail goes out",
-        "connection.invalid": "fix the host first",
+        "connection.invalid": "fix the host and port first",
         "hint.endpoint": "will connect to {host}:{port} with {enc} (from the host field)",
         "hint.465": "port 465 expects SSL/TLS from the first byte; with {enc} the "
                     "connection will hang or fail",
@@ -273,6 +273,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "outbox.now": "now",
         "outbox.in_min": "in {n} min",
         "outbox.owed": "Still owed to",
+        "outbox.why_failed": "Given up",
     },
     "ru": {
         "nav.smtp": "SMTP",
@@ -334,7 +335,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "connection.login": "вход как {user}",
         "connection.no_login": "отправка без входа",
         "connection.disabled": "оповещения ВЫКЛЮЧЕНЫ: уходят только тестовые письма",
-        "connection.invalid": "сначала исправьте хост",
+        "connection.invalid": "сначала исправьте хост и порт",
         "hint.endpoint": "подключение к {host}:{port}, {enc} (из поля хоста)",
         "hint.465": "порт 465 ждёт SSL/TLS с первого байта; с {enc} соединение "
                     "зависнет или оборвётся",
@@ -424,6 +425,7 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         "outbox.now": "сейчас",
         "outbox.in_min": "через {n} мин",
         "outbox.owed": "Ещё не доставлено",
+        "outbox.why_failed": "Отказ",
     },
 }
 

@@ -100,7 +100,13 @@ async def test_insert_parameter_into_body(config_path):
         body.focus()
         body.move_cursor((0, len("You have a missed call")))
         await pilot.press("space")
-        app.screen.query_one("#parameters").focus()
+        await pilot.press("f7")  # a TextArea binds F7 (select all) itself: not here
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#parameters")
+        await pilot.press("escape")  # back, nothing inserted
+        await pilot.pause()
+        assert app.focused is body and body.selected_text == ""
+        await pilot.press("f7")
         await pilot.pause()
         await pilot.press("enter")  # the first parameter: NOTIFICATION_CALLERID
         await pilot.pause()
@@ -177,6 +183,22 @@ async def test_ssl_scheme_and_port_mistakes_are_explained(config_path):
         await pilot.pause()
         assert "port 465 expects SSL/TLS" in str(
             fields["smtp.port"].query_one(".field-message").render())
+
+
+async def test_an_emptied_port_is_not_shown_as_where_mail_goes(config_path):
+    """Backspacing 465 leaves 4 in the settings a moment: no "will connect to :4"."""
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#smtp--host").value = "ssl://smtp.gmail.com"
+        await type_into(pilot, "#smtp--port", "465", clear=True)
+        await pilot.press("backspace", "backspace", "backspace")
+        await pilot.pause()
+        fields = {f.key: f for f in app.screen.query(Field)}
+        host_note = fields["smtp.host"].query_one(".field-message")
+        assert not host_note.display or "will connect" not in str(host_note.render())
+        assert "must be a whole number" in str(
+            fields["smtp.port"].query_one(".field-message").render())
+        assert "fix the host and port first" in str(app.screen.query_one("#connection").render())
 
 
 async def test_preset_fills_host_port_and_encryption(config_path):
@@ -347,7 +369,7 @@ async def test_outbox_retry_and_purge_act_on_the_spool(settings, config_path):
         assert spool.find(queued) is None
         assert table.row_count == 1
         assert "press u to undo" in [n.message for n in app._notifications][-1]
-        await pilot.press("u")
+        await pilot.press("г")  # u, on a Russian keyboard layout
         await pilot.pause()
         assert queued in spool.due() and table.row_count == 2
         assert [e.id for e in spool.entries("purged")] == []
@@ -371,7 +393,7 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
         table = app.screen.query_one("#captured")
         assert table.row_count == 1
         assert "SMTP Settings Test" in [str(c) for c in table.get_row_at(0)]
-        table.focus()
+        assert app.focused is table  # the empty spool table hides: keys come here
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, MailScreen)

@@ -20,9 +20,13 @@ from mikotui.screens.base import BaseScreen
 from mikotui.screens.dialogs import ConfirmDialog, MailScreen
 from mikotui.spool import Entry, Spool, SpoolError
 
-# The other columns take about this many cells; the last error gets the rest
-# (at least a few words), and the whole error is one Enter away.
-OTHER_COLUMNS = 66
+# The last error gets what the other columns leave (at least a few words;
+# the whole error is one Enter away). Around each column: a cell of padding
+# on both sides; around the table: the screen's padding and a scrollbar.
+PADDING = 2
+FRAME = 4
+MIN_ERROR = 12
+MAX_TO = 24  # several recipients: the rest is in the entry's view
 
 
 def when(epoch: float, now: float, lang: str) -> str:
@@ -40,6 +44,14 @@ def cell(text: str, style: str = "") -> Text:
     return Text(text, style=style, end="", no_wrap=True)
 
 
+def error_cell(error: str, recipients: tuple[str, ...]) -> str:
+    """An error as the narrow column shows it: without the recipient it
+    names (the To column has it), so the SMTP reply itself is what fits."""
+    for address in recipients:
+        error = error.replace(f"{address}: ", "")
+    return error
+
+
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -48,10 +60,13 @@ def _short(text: str, width: int) -> str:
 class OutboxScreen(BaseScreen):
     MODE = "outbox"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "retry", "key.retry"),
-        Binding("d,delete", "purge", "key.purge", key_display="d"),
-        Binding("u", "undo", "key.undo"),
-        Binding("f5", "refresh", "key.refresh", key_display="F5"),
+        # The same keys on a Russian layout (к, в, г), shown as r, d, u.
+        Binding("r,к", "retry", "key.retry", key_display="r"),
+        Binding("d,в,delete", "purge", "key.purge", key_display="d"),
+        Binding("u,г", "undo", "key.undo", key_display="u"),
+        # Not in the footer: the table looks again every few seconds anyway,
+        # and the Russian footer needs the room for u (undo) at 80 columns.
+        Binding("f5", "refresh", "key.refresh", key_display="F5", show=False),
     ]
 
     def __init__(self) -> None:
@@ -97,6 +112,20 @@ class OutboxScreen(BaseScreen):
         self._fill_spool()
         if self.miko.sandbox_mode:
             self._fill_captured()
+        self._focus_a_shown_table()
+
+    def _focus_a_shown_table(self) -> None:
+        """Keys go to a table that is there: an emptied spool table hides,
+        and Enter on it would open nothing (the captured mail is below)."""
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.display:
+            return
+        if focused is not None and not isinstance(focused, DataTable):
+            return
+        for table in self.query(DataTable):
+            if table.display:
+                table.focus()
+                return
 
     def _entries(self) -> list[Entry]:
         spool = self.spool
@@ -105,18 +134,22 @@ class OutboxScreen(BaseScreen):
     def _fill_spool(self) -> None:
         table = self.query_one("#spool", DataTable)
         now = self.miko.clock().timestamp()
-        width = max(16, self.app.size.width - OTHER_COLUMNS)
-        rows = []
+        texts = []
         for e in self._entries():
             m = e.meta
             state = {"queue": "queued", "failed": "failed"}.get(e.state, e.state)
             nxt = {"queue": when(m.next_attempt, now, self.miko.lang), "failed": "-"}.get(e.state, "…")
             error = m.failed_reason or m.last_error or "-"
-            style = "red" if e.state == "failed" else ""
-            rows.append((e.id, (cell(self.t(f"outbox.{state}"), style),
-                                cell(self.kind_name(m.kind)),
-                                cell(", ".join(m.owed or m.recipients) or "-"),
-                                cell(str(m.attempts)), cell(nxt), cell(_short(error, width)))))
+            texts.append((e, [self.t(f"outbox.{state}"), self.kind_name(m.kind),
+                              _short(", ".join(m.owed or m.recipients) or "-", MAX_TO),
+                              str(m.attempts), nxt, error_cell(error, m.recipients)]))
+        heads = [str(c.label) for c in table.columns.values()]
+        others = sum(max(len(x) for x in [heads[i], *(t[i] for _, t in texts)]) + PADDING
+                     for i in range(len(heads) - 1))
+        width = max(MIN_ERROR, self.app.size.width - FRAME - others - PADDING)
+        rows = [(e.id, (cell(t[0], "red" if e.state == "failed" else ""),
+                        *(cell(x) for x in t[1:5]), cell(_short(t[5], width))))
+                for e, t in texts]
         self._replace_rows(table, rows)
         table.display = bool(rows)
         self.query_one("#spool-empty").display = not rows
@@ -236,15 +269,23 @@ class OutboxScreen(BaseScreen):
             return
         m = entry.meta
         t = self.t
-        lines = [f"ID: {m.id}", f"{t('outbox.col.kind')}: {self.kind_name(m.kind)}",
+        state = t("outbox." + {"queue": "queued"}.get(entry.state, entry.state))
+        if entry.state == "queue":
+            now = self.miko.clock().timestamp()
+            state += f" ({t('outbox.col.next')}: {when(m.next_attempt, now, self.miko.lang)})"
+        lines = [f"ID: {m.id}", f"{t('outbox.col.state')}: {state}",
+                 f"{t('outbox.col.kind')}: {self.kind_name(m.kind)}",
                  f"{t('outbox.col.to')}: {', '.join(m.recipients)}",
                  f"{t('outbox.owed')}: {', '.join(m.owed) or '-'}",
                  f"{t('outbox.col.subject')}: {m.subject}",
-                 f"{t('outbox.col.attempts')}: {m.attempts}",
-                 f"{t('outbox.col.error')}: {m.last_error or '-'}"]
+                 f"{t('outbox.col.attempts')}: {m.attempts}"]
+        # The reason it failed usually is the last error: say it once.
+        if m.last_error and m.last_error not in m.failed_reason:
+            lines.append(f"{t('outbox.col.error')}: {m.last_error}")
         if m.failed_reason:
-            lines.append(f"{t('outbox.failed')}: {m.failed_reason}")
-        lines += [f"{t('transcript.refused', who=a)} {why}" for a, why in m.refused.items()]
+            lines.append(f"{t('outbox.why_failed')}: {m.failed_reason}")
+        lines += [f"{t('transcript.refused', who=a)} {why}" for a, why in m.refused.items()
+                  if why not in m.failed_reason]
         self.app.push_screen(MailScreen(m.subject or m.id, "\n".join(lines)))
 
     @on(DataTable.RowSelected, "#captured")

@@ -192,11 +192,20 @@ class SmtpScreen(BaseScreen):
 
     # --- state ----------------------------------------------------------------
 
+    def port_broken(self) -> bool:
+        """The port field holds no usable port: the settings keep the last
+        one that parsed, which must not be shown as where mail will go."""
+        app = self.miko
+        return "smtp.port" in app.input_errors or any(
+            p.key == "smtp.port" and p.level == "error" for p in app.problems)
+
     def connection_summary(self) -> str:
         """What a send will do with these settings, in plain words."""
         s = self.miko.settings.smtp
         t = self.t
         try:
+            if self.port_broken():
+                raise ValueError
             ep = s.endpoint()
         except ValueError:
             return t("connection.invalid")
@@ -214,6 +223,8 @@ class SmtpScreen(BaseScreen):
         app = self.miko
         hints: dict[str, str] = {}
         try:
+            if self.port_broken():
+                raise ValueError
             ep = app.settings.smtp.endpoint()
             if (ep.host, ep.port, ep.encryption) != (app.settings.smtp.host, app.settings.smtp.port,
                                                      app.settings.smtp.encryption):
@@ -221,7 +232,7 @@ class SmtpScreen(BaseScreen):
                                             enc=self.t(f"enc.{ep.encryption}"))
         except ValueError:
             pass
-        mistake = port_hint(app.settings)
+        mistake = None if self.port_broken() else port_hint(app.settings)
         if mistake:
             hints["smtp.port"] = self.t(mistake[0], **mistake[1])
         if not app.settings.notifications.enabled:

@@ -25,6 +25,12 @@ class TemplateArea(TextArea):
     the screen at once: bubbling the Changed message up three containers let
     a frame or two be painted first, which showed as preview lag."""
 
+    def on_mount(self) -> None:
+        # TextArea binds F6 and F7 (select line / select all): in a template
+        # they would eat the app's Transcript and Insert parameter keys.
+        for key in ("f6", "f7"):
+            self._bindings.key_to_bindings.pop(key, None)
+
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         event.stop()
         screen = self.screen
@@ -93,6 +99,9 @@ class TemplateScreen(BaseScreen):
         parameter where the cursor was (Tab to the list would pass through
         the fields below and take the last of them)."""
         self.query_one("#parameters").focus()
+
+    def action_back_to_field(self) -> None:
+        self.query_one(f"#{widget_id(self._target)}").focus()
 
     @on(OptionList.OptionSelected, "#parameters")
     def insert_parameter(self, event: OptionList.OptionSelected) -> None:
