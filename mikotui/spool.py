@@ -504,7 +504,8 @@ class Spool:
         rotated first (`_rotate_log`)."""
         data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")
         fd = self._current_log()
-        if 0 < os.fstat(fd).st_size and os.fstat(fd).st_size + len(data) > self.log_max:
+        size = os.fstat(fd).st_size
+        if size and size + len(data) > self.log_max:
             fd = self._rotate_log(len(data))
         os.write(fd, data)
 

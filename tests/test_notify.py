@@ -406,3 +406,39 @@ def test_voicemail_with_a_body_of_its_own_wording_still_delivers_the_recording(
     assert set(got.rcpt_tos) == {"smith@pbx.test", VOICEMAIL}
     [wav] = got.parse().iter_attachments()
     assert wav.get_content() == WAV and wav.get_filename() == "voicemail-2026-11-26-unknown.wav"
+
+
+def unusable_spool_config(tmp_path: Path, port: int) -> str:
+    (tmp_path / "not-a-dir").write_text("")
+    s = settings_for(tmp_path, port)
+    return write(tmp_path, replace(s, spool=replace(s.spool, path=str(tmp_path / "not-a-dir" / "s"))))
+
+
+@pytest.mark.parametrize("kind", [
+    ["missed", "--caller", "5", "--called", "201"],
+    ["system", "--subject", "disk is read-only", "--message", "remounted ro"],
+])
+def test_an_unusable_spool_still_sends_when_the_server_takes_it(cli, tmp_path, server, kind):
+    conf = unusable_spool_config(tmp_path, server.port)
+    r = cli("--config", conf, "notify", *kind)
+    assert r.returncode == 0, r.stderr_text
+    assert "sent without the spool" in r.stderr_text and "Traceback" not in r.stderr_text
+    assert len(server.received) == 1
+
+
+def test_an_unusable_spool_and_a_server_down_say_the_notification_is_lost(cli, tmp_path):
+    with Server() as gone:
+        port = gone.port
+    conf = unusable_spool_config(tmp_path, port)
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+    assert r.returncode == 73
+    assert "is lost" in r.stderr_text and "Connection refused" in r.stderr_text
+
+
+def test_system_alert_with_no_admin_email_is_dropped_and_logged(cli, tmp_path, server):
+    s = settings_for(tmp_path, server.port)
+    conf = write(tmp_path, replace(s, notifications=replace(s.notifications, admin_email="")))
+    r = cli("--config", conf, "notify", "system", "--subject", "s", "--message", "m")
+    assert r.returncode == 0, r.stderr_text
+    assert "event=dropped" in r.stderr_text and "admin_email is empty" in r.stderr_text
+    assert server.received == []

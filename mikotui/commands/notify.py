@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     lang = i18n.language(args.lang, settings.ui.language)
     settings = config.with_language(settings, lang)
     spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
+    prepared = None
     try:
         spool.ensure()
         notify.warn_exposed_password(settings, spool)
@@ -73,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         if prepared is None:
             return os.EX_USAGE
         if not prepared.recipients:
-            notify.record(spool, kind=args.kind, event="dropped", called=args.called,
-                          reason="nobody to send it to (no employee email for the called "
-                                 "extension, no general missed-call address)")
+            why = ("no employee email for the called extension, no general missed-call "
+                   "address" if args.kind == "missed" else "notifications.admin_email is empty")
+            about = {"called": args.called} if args.kind == "missed" else {}
+            notify.record(spool, kind=args.kind, event="dropped", **about,
+                          reason=f"nobody to send it to ({why})")
             return 0
         if args.queue_only:
             entry = spool.enqueue(prepared.meta(), prepared.data)
@@ -90,7 +93,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"mikotui: {why}", file=sys.stderr)
         if args.kind == "voicemail":
             _rescue_voicemail(path)
-        return os.EX_CANTCREAT
+            return os.EX_CANTCREAT
+        if not settings.notifications.enabled:
+            return os.EX_CANTCREAT
+        prepared = prepared or _prepare(args, settings)
+        if prepared is None:
+            return os.EX_USAGE
+        return 0 if _send_without_spool(settings, prepared) else os.EX_CANTCREAT
+
+
+def _send_without_spool(settings, prepared) -> bool:
+    """The spool can't be written (a full or read-only disk): a missed call,
+    or the system alert about that very disk, still goes out if the server
+    takes it now. Nothing is kept if it doesn't, and the line says so."""
+    import asyncio
+    import email
+
+    from mikotui import smtp
+
+    if not prepared.recipients:
+        return True
+    msg = email.message_from_bytes(prepared.data)
+    to = ",".join(prepared.recipients)
+    try:
+        result = asyncio.run(smtp.send_message(settings.smtp, msg, list(prepared.recipients)))
+    except smtp.SmtpFailure as exc:
+        print(f"mikotui: the {prepared.kind} notification to {to} is lost: not queued, and "
+              f"the server did not take it: {exc}", file=sys.stderr)
+        return False
+    if result.refused:
+        refused = ", ".join(f"{a}: {c} {m}" for a, (c, m) in result.refused.items())
+        print(f"mikotui: sent without the spool, but refused for {refused}", file=sys.stderr)
+        return False
+    print(f"mikotui: sent without the spool to {to} (fix the spool: nothing can wait "
+          "for a retry meanwhile)", file=sys.stderr)
+    return True
 
 
 def _prepare(args: argparse.Namespace, settings):
