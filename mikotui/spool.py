@@ -172,6 +172,10 @@ class Spool:
                 self.root.mkdir(mode=0o700, exist_ok=True)
             for name in DIRS:
                 (self.root / name).mkdir(mode=0o700, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            # mkdir's "File exists" would say nothing useful here.
+            raise SpoolError(f"cannot use the spool {self.root}: {exc.filename} is a file, "
+                             "not a folder") from None
         except OSError as exc:
             raise SpoolError(f"cannot use the spool {self.root}: {exc.strerror}") from None
         return self

@@ -90,19 +90,18 @@ def run(args: argparse.Namespace) -> int:
             return _deliver_now(settings, spool, owner, entry)
     except (SpoolError, OSError) as exc:
         why = str(exc) if isinstance(exc, SpoolError) else f"spool {spool.root}: {exc.strerror or exc}"
-        print(f"mikotui: {why}", file=sys.stderr)
-        if args.kind == "voicemail":
-            _rescue_voicemail(path)
-            return os.EX_CANTCREAT
-        if not settings.notifications.enabled:
+        if args.kind == "voicemail" or args.queue_only or not settings.notifications.enabled:
+            print(f"mikotui: {why}", file=sys.stderr)
+            if args.kind == "voicemail":
+                _rescue_voicemail(path)
             return os.EX_CANTCREAT
         prepared = prepared or _prepare(args, settings)
         if prepared is None:
             return os.EX_USAGE
-        return 0 if _send_without_spool(settings, prepared) else os.EX_CANTCREAT
+        return 0 if _send_without_spool(settings, prepared, why) else os.EX_CANTCREAT
 
 
-def _send_without_spool(settings, prepared) -> bool:
+def _send_without_spool(settings, prepared, why: str) -> bool:
     """The spool can't be written (a full or read-only disk): a missed call,
     or the system alert about that very disk, still goes out if the server
     takes it now. Nothing is kept if it doesn't, and the line says so."""
@@ -118,15 +117,15 @@ def _send_without_spool(settings, prepared) -> bool:
     try:
         result = asyncio.run(smtp.send_message(settings.smtp, msg, list(prepared.recipients)))
     except smtp.SmtpFailure as exc:
-        print(f"mikotui: the {prepared.kind} notification to {to} is lost: not queued, and "
-              f"the server did not take it: {exc}", file=sys.stderr)
+        print(f"mikotui: {why}; the {prepared.kind} notification to {to} is lost: the "
+              f"server did not take it either: {exc}", file=sys.stderr)
         return False
     if result.refused:
         refused = ", ".join(f"{a}: {c} {m}" for a, (c, m) in result.refused.items())
-        print(f"mikotui: sent without the spool, but refused for {refused}", file=sys.stderr)
+        print(f"mikotui: {why}; sent without it, but refused for {refused}", file=sys.stderr)
         return False
-    print(f"mikotui: sent without the spool to {to} (fix the spool: nothing can wait "
-          "for a retry meanwhile)", file=sys.stderr)
+    print(f"mikotui: {why}; sent without the spool to {to} (fix it: meanwhile nothing "
+          "can wait for a retry)", file=sys.stderr)
     return True
 
 
