@@ -27,7 +27,7 @@ from textual.screen import Screen
 from mikotui import config, i18n
 from mikotui.config import Problem, Settings
 from mikotui.screens.base import translate_bindings
-from mikotui.screens.dialogs import QuitDialog, SendTestDialog, TranscriptScreen
+from mikotui.screens.dialogs import Dialog, QuitDialog, SendTestDialog, TranscriptScreen
 from mikotui.screens.missed_call import MissedCallScreen
 from mikotui.screens.outbox import OutboxScreen
 from mikotui.screens.smtp import SmtpScreen
@@ -36,6 +36,10 @@ from mikotui.widgets.transcript_view import SendReport
 
 if TYPE_CHECKING:
     from mikotui.sandbox import CapturedMessage, Sandbox
+
+
+# The app's own keys (not the dialogs'): see MikoApp.check_action.
+MAIN_ACTIONS = frozenset({"save", "send_test", "transcript", "quit", "switch_mode"})
 
 
 class MailCaptured(Message):
@@ -101,6 +105,13 @@ class MikoApp(App[int]):
         self.last_report: SendReport | None = None
         self._exit_after_send = False
         translate_bindings(self, lang)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Over a dialog the app's keys wait (no second dialog on top of one,
+        no save behind a question), except quitting, which asks anyway."""
+        if isinstance(self.screen, Dialog) and action in MAIN_ACTIONS:
+            return action == "quit" and not isinstance(self.screen, QuitDialog)
+        return True
 
     # --- the truth -------------------------------------------------------------
 

@@ -227,6 +227,12 @@ async def test_quit_with_unsaved_changes_asks(config_path):
         assert not isinstance(app.screen, QuitDialog) and app.is_running
         await pilot.press("ctrl+q")
         await pilot.pause()
+        depth = len(app.screen_stack)
+        await pilot.press("ctrl+q", "ctrl+s", "ctrl+t", "f2")  # the app's keys wait
+        await pilot.pause()
+        assert len(app.screen_stack) == depth and isinstance(app.screen, QuitDialog)
+        assert config_path.read_bytes() == before
+        assert [b.binding.key for b in app.active_bindings.values() if b.binding.show] == ["escape"]
         await pilot.click("#discard")
         await pilot.pause()
     assert app.return_value == 0

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import HorizontalGroup, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from mikotui import config, i18n
 from mikotui.widgets.transcript_view import SendReport, TranscriptView
@@ -23,13 +23,22 @@ if TYPE_CHECKING:
 class Dialog(ModalScreen):  # type: ignore[type-arg]
     # Left/Right walk a row of buttons, as in any dialog box.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "key.cancel"),
+        Binding("escape", "cancel", "key.cancel", key_display="Esc"),
         Binding("left", "app.focus_previous", show=False),
         Binding("right", "app.focus_next", show=False),
     ]
 
     def t(self, key: str, /, **values: object) -> str:
         return i18n.ui(cast("MikoApp", self.app).lang, key, **values)
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_dialog()
+        # Its own footer: the one of the screen behind lists keys that do
+        # not apply here (F7 under the quit dialog); this one says Esc.
+        yield Footer(compact=True, show_command_palette=False)
+
+    def compose_dialog(self) -> ComposeResult:
+        yield from ()
 
     def on_mount(self) -> None:
         from mikotui.screens.base import still_cursors, translate_bindings
@@ -44,7 +53,7 @@ class Dialog(ModalScreen):  # type: ignore[type-arg]
 class QuitDialog(Dialog):
     """Unsaved changes: "save", "discard" or None (cancel)."""
 
-    def compose(self) -> ComposeResult:
+    def compose_dialog(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.t("quit.title"), classes="dialog-title")
             yield Static(self.t("quit.question"))
@@ -70,7 +79,7 @@ class ConfirmDialog(Dialog):
         self.question = question
         self.yes = yes
 
-    def compose(self) -> ComposeResult:
+    def compose_dialog(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(self.question)
             with HorizontalGroup(classes="dialog-buttons"):
@@ -94,7 +103,7 @@ class SendTestDialog(Dialog):
         super().__init__()
         self.admin = admin
 
-    def compose(self) -> ComposeResult:
+    def compose_dialog(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.t("test.title"), classes="dialog-title")
             yield Label(self.t("test.to"))
@@ -126,13 +135,13 @@ class SendTestDialog(Dialog):
 
 
 class TranscriptScreen(Dialog):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.close", key_display="Esc")]
 
     def __init__(self, report: SendReport) -> None:
         super().__init__()
         self.report = report
 
-    def compose(self) -> ComposeResult:
+    def compose_dialog(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Label(self.t("transcript.title"), classes="dialog-title")
             yield TranscriptView(self.report, cast("MikoApp", self.app).lang, id="transcript")
@@ -151,14 +160,14 @@ class TranscriptScreen(Dialog):
 class MailScreen(Dialog):
     """A mail the sandbox captured: its headers and text."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.close", key_display="Esc")]
 
     def __init__(self, title: str, content: str) -> None:
         super().__init__()
         self.title_text = title
         self.content = content
 
-    def compose(self) -> ComposeResult:
+    def compose_dialog(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Label(self.title_text, classes="dialog-title")
             with VerticalScroll(id="mail"):
