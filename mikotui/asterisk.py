@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
 from mikotui.message import Attachment, one_line
 
 MAX_INPUT = 50 * 1024 * 1024  # bigger stdin is refused before parsing
+_HEADERS = BytesHeaderParser(policy=email.policy.compat32)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 # Every value the voicemail template can use, with what Asterisk also sends.
 VM_KEYS = ("VM_NAME", "VM_DUR", "VM_MSGNUM", "VM_CONTEXT", "VM_MAILBOX", "VM_CALLERID",
@@ -44,6 +48,7 @@ class VoicemailEvent:
     mailbox: str
     recording: Attachment | None
     date: datetime | None
+    left_out: int = 0  # bytes of a recording over the size limit, not even decoded
 
     @property
     def caller_num(self) -> str:
@@ -54,10 +59,15 @@ class VoicemailEvent:
         return self.values.get("VM_CALLER_NAME", "")
 
 
-def parse(raw: bytes) -> VoicemailEvent:
+def parse(raw: bytes, max_recording: int | None = None) -> VoicemailEvent:
+    """`max_recording`: a recording bigger than this many bytes is left out
+    unread (the email module needs ~8x the input's size in memory)."""
     if len(raw) > MAX_INPUT:
         raise VoicemailParseError(f"input of {len(raw)} bytes is over the "
                                   f"{MAX_INPUT // (1024 * 1024)} MB limit")
+    left_out = 0
+    if max_recording is not None and len(raw) > max_recording:
+        raw, left_out = _without_big_recordings(raw, max_recording)
     msg = _read_email(raw)
     text = _body_text(msg)
     values = (_json_values(text) or _key_values(text) or _stock_values(msg, text))
@@ -70,8 +80,39 @@ def parse(raw: bytes) -> VoicemailEvent:
         values = _subject_values(msg)
     date = _date(msg)
     values = _complete(values, msg, date)
-    return VoicemailEvent(values, values.get("VM_MAILBOX", ""), _recording(msg, values, date),
-                          date)
+    recording = None if left_out else _recording(msg, values, date)
+    return VoicemailEvent(values, values.get("VM_MAILBOX", ""), recording, date, left_out)
+
+
+def _without_big_recordings(raw: bytes, limit: int) -> tuple[bytes, int]:
+    """`raw` with the base64 body of any recording part over `limit` bytes
+    (decoded) emptied, and that size. Asterisk's mail is one flat
+    multipart/mixed, so its top-level parts are all there is to look at."""
+    head_end = _BLANK_LINE.search(raw)
+    if head_end is None:
+        return raw, 0
+    boundary = _HEADERS.parsebytes(raw[:head_end.end()]).get_boundary()
+    if not boundary:
+        return raw, 0
+    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("ascii", "replace")),
+                           re.MULTILINE)
+    marks = [m.start() for m in delimiter.finditer(raw)]
+    out, left_out, last = [], 0, 0
+    for start, end in itertools.pairwise(marks):  # indexes into raw: no copy of a part
+        sep = _BLANK_LINE.search(raw, start, end)
+        if sep is None:
+            continue
+        headers = _HEADERS.parsebytes(raw[raw.index(b"\n", start) + 1:sep.end()])
+        encoding = str(headers["Content-Transfer-Encoding"] or "").strip().lower()
+        if not _is_recording(headers) or encoding != "base64":
+            continue
+        body = sep.end()
+        chars = end - body - raw.count(b"\n", body, end) - raw.count(b"\r", body, end)
+        size = chars * 3 // 4 - raw.count(b"=", max(body, end - 8), end)  # as decoded
+        if size > limit:
+            out += [raw[last:body], b"\n"]
+            last, left_out = end, max(left_out, size)
+    return b"".join([*out, raw[last:]]), left_out
 
 
 # --- the email -----------------------------------------------------------------
@@ -239,7 +280,7 @@ def _recording(msg: EmailMessage, values: dict[str, str],
     return None
 
 
-def _is_recording(part: EmailMessage) -> bool:
+def _is_recording(part: Message) -> bool:
     filename = str(part.get_filename() or "")
     return (part.get_content_type().startswith("audio/")
             or filename.lower().endswith((".wav", ".gsm")))

@@ -76,8 +76,11 @@ def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) 
         if card and card.name:
             values["VM_CALLER_NAME"] = card.name
     rendered = message.render("voicemail", settings, values)
-    attachments, note = message.fit_attachment(
-        event.recording, settings.voicemail.max_attachment_mb, lang)
+    limit_mb = settings.voicemail.max_attachment_mb
+    attachments, note = message.fit_attachment(event.recording, limit_mb, lang)
+    if event.left_out:  # too big to even read: `asterisk.parse` skipped it
+        note = i18n.text(lang, "attachment.too_big", size_mb=event.left_out / 2**20,
+                         limit_mb=limit_mb)
     rendered = message.with_note(rendered, note)
     recipients = routing.voicemail(settings, missed_by, event.mailbox or None)
     return _prepare(VOICEMAIL, rendered, recipients, settings, attachments)
@@ -120,7 +123,8 @@ def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Ent
                   f"{asterisk.MAX_INPUT // (1024 * 1024)} MB limit; not parsed")
         return spool.fail(entry, reason), reason
     try:
-        event = asterisk.parse(entry.read_message())
+        limit = int(settings.voicemail.max_attachment_mb * 2**20)
+        event = asterisk.parse(entry.read_message(), max_recording=limit)
     except asterisk.VoicemailParseError as exc:
         reason = f"not a voicemail email: {exc}"
         return spool.fail(entry, reason), reason

@@ -107,3 +107,15 @@ def test_arbitrary_bytes_parse_or_fail_cleanly(raw: bytes):
         asterisk.parse(raw)
     except asterisk.VoicemailParseError:
         pass
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_recording_over_the_limit_is_left_out_unread_with_its_size(crlf):
+    raw = fixture("default")
+    if crlf:
+        raw = raw.replace(b"\n", b"\r\n")
+    kept = asterisk.parse(raw, max_recording=len(WAV))  # exactly at the limit: attached
+    assert kept.recording.data == WAV and kept.left_out == 0
+    over = asterisk.parse(raw, max_recording=len(WAV) - 1)
+    assert over.recording is None and over.left_out == len(WAV)
+    assert over.values == kept.values  # the rest of the mail read the same

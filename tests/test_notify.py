@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, mikotui_command
 from notify_support import ADMIN, GENERAL_MISSED, VOICEMAIL, Server, entries, settings_for, write
 
 WAV = (FIXTURES / "voicemail-1s.wav").read_bytes()
@@ -445,3 +445,30 @@ def test_system_alert_with_no_admin_email_is_dropped_and_logged(cli, tmp_path, s
     assert r.returncode == 0, r.stderr_text
     assert "event=dropped" in r.stderr_text and "admin_email is empty" in r.stderr_text
     assert server.received == []
+
+
+def test_a_huge_recording_is_left_out_without_reading_it_into_memory(cli, conf, server):
+    """A 40 MB recording (under the 50 MB input cap, over the 10 MB attachment
+    limit): the email module would need ~8x that; the note is sent, the
+    process stays small."""
+    import base64
+
+    raw = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    head, _, tail = raw.partition(b"\n\n------voicemail_3201515146930886\nContent-Type: audio")
+    part_head, _, _ = tail.partition(b"\n\n")
+    big = base64.encodebytes(os.urandom(30 * 2**20))
+    raw = (head + b"\n\n------voicemail_3201515146930886\nContent-Type: audio" + part_head
+           + b"\n\n" + big + b"\n------voicemail_3201515146930886--\n.\n")
+    # A fresh parent whose only child is mikotui reports that child's peak.
+    measure = ("import resource, subprocess, sys; "
+               "code = subprocess.run(sys.argv[1:]).returncode; "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", measure, *mikotui_command(), "--config", conf,
+                        "notify", "voicemail"], input=raw, capture_output=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    [got] = server.received
+    msg = got.parse()
+    assert list(msg.iter_attachments()) == []
+    assert "(30.0 MB) is larger than the 10 MB limit" in msg.get_body(("plain",)).get_content()
+    assert int(r.stdout) < 150 * 1024  # KiB; reading it whole took over 300 MB
