@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
+from pathlib import Path
 
 from mikotui import notify, smtp
-from mikotui.config import Settings
+from mikotui.config import ConfigError, Settings
 from mikotui.spool import Entry, Owner, Spool
 
 BATCH = 400  # entries claimed at a time
@@ -55,6 +58,11 @@ class Courier:
         self.spool = spool
         self.owner = owner
         self.sweeper = ThreadPoolExecutor(1, thread_name_prefix="sweeper")
+        self.use(settings)
+
+    def use(self, settings: Settings) -> None:
+        """Send with these settings from the next batch on."""
+        self.settings = settings
         try:
             ep = settings.smtp.endpoint()
             self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
@@ -274,18 +282,51 @@ async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None
     return report
 
 
-def watch(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
+class ConfigFile:
+    """Settings that follow their file while `deliver --watch` runs: an admin
+    who fixes the password expects the service to use it now, not after a
+    restart (MikoPBX users' old complaint: settings taking effect only after
+    a reboot). A file that no longer loads leaves the last good settings."""
+
+    def __init__(self, path: Path, load: Callable[[], Settings]) -> None:
+        self.path, self.load = path, load
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size  # a save renames a new file in
+
+    def changed(self, spool: Spool) -> Settings | None:
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return None
+        self.stamp = stamp
+        try:
+            settings = self.load()
+        except (ConfigError, OSError) as exc:
+            notify.record(spool, event="config", config=self.path, result="kept the last good",
+                          error=str(exc))
+            return None
+        notify.record(spool, event="config", config=self.path, result="reloaded")
+        return settings
+
+
+def watch(settings: Settings, spool: Spool, *, batch: int = BATCH,
+          config_file: ConfigFile | None = None) -> Report:
     """Keep delivering until SIGTERM/SIGINT: new entries within a second,
-    retries at their times."""
+    retries at their times; `config_file` changes apply from the next batch."""
     with spool.owner() as owner:
         courier = Courier(settings, spool, owner)
         try:
-            return asyncio.run(_watch(courier, batch))
+            return asyncio.run(_watch(courier, batch, config_file))
         finally:
             courier.close()
 
 
-async def _watch(courier: Courier, batch: int) -> Report:
+async def _watch(courier: Courier, batch: int, config_file: ConfigFile | None = None) -> Report:
     stop = _stop_on_signals()
     notify.record(courier.spool, event="watching", path=courier.spool.root)
     report = Report()
@@ -293,6 +334,8 @@ async def _watch(courier: Courier, batch: int) -> Report:
     last_recover = last_scan = 0.0
     seen: tuple[int, int] | None = None
     while not stop.is_set():
+        if config_file is not None and (fresh := config_file.changed(spool)) is not None:
+            courier.use(fresh)
         if time.monotonic() - last_recover >= RECOVER_EVERY:
             spool.recover()
             spool.clean_tmp()

@@ -330,3 +330,44 @@ def test_retry_of_a_partly_refused_entry_goes_only_to_those_who_refused(cli, tmp
     assert alert.rcpt_tos == (ADMIN,)
     assert again.rcpt_tos == ("oleg@pbx.test",) and again.message_id == first.message_id
     assert entries(tmp_path / "spool", "queue") == entries(tmp_path / "spool", "failed") == []
+
+
+def test_watch_uses_a_fixed_config_without_a_restart(cli, tmp_path):
+    """The service is running with a wrong password; the admin fixes the file
+    (as the TUI saves it) and retries: the running watcher sends it."""
+    import queue
+    import threading
+
+    with Server(auth=("pbx", "right-pw")) as server:
+        s = settings_for(tmp_path, server.port, username="pbx", password="wrong-pw",
+                         allow_insecure_auth=True)
+        conf = write(tmp_path, s)
+        proc = spawn("--config", conf, "deliver", "--watch")
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(b.decode()) for b in proc.stderr],
+                         daemon=True).start()
+
+        def wait_line(text: str) -> str:
+            while text not in (line := lines.get(timeout=15)):
+                pass
+            return line
+
+        try:
+            wait_line("event=watching")
+            r = cli("--config", conf, "notify", "missed", "--queue-only", "--caller", "5",
+                    "--called", "201")
+            assert r.returncode == 0
+            assert "error=auth_failed" in wait_line("result=deferred")
+            write(tmp_path, replace(s, smtp=replace(s.smtp, password="right-pw")))
+            assert "result=reloaded" in wait_line("event=config")
+            assert cli("--config", conf, "queue", "retry", "--all").returncode == 0
+            assert server.handler.wait_for(1, timeout=10)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0
+    assert [r.rcpt_tos for r in server.received] == [("smith@pbx.test",)]
+    assert server.logins[-1][1] is True  # the last login used the fixed password

@@ -21,8 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from mikotui import config, deliver, i18n
     from mikotui.spool import Spool, SpoolError
 
-    settings = config.load(config.resolve_path(args.config))
-    settings = config.with_language(settings, i18n.language(args.lang, settings.ui.language))
+    path = config.resolve_path(args.config)
+
+    def load():
+        settings = config.load(path)
+        return config.with_language(settings, i18n.language(args.lang, settings.ui.language))
+
+    settings = load()
     spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
     try:
         spool.ensure()
@@ -30,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
         warn_exposed_password(settings, spool)
         if args.watch:
-            report = deliver.watch(settings, spool)
+            report = deliver.watch(settings, spool, config_file=deliver.ConfigFile(path, load))
         else:
             report = deliver.drain(settings, spool)
     except SpoolError as exc:
