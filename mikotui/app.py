@@ -173,7 +173,8 @@ class MikoApp(App[int]):
         self.post_message(MailCaptured(message.subject))
 
     def on_mail_captured(self, event: MailCaptured) -> None:
-        self.notify(self.t("sandbox.captured", subject=event.subject), timeout=4)
+        if not self.phase.name:  # during a test send, its own toast says it arrived
+            self.notify(self.t("sandbox.captured", subject=event.subject), timeout=4)
         if isinstance(self.screen, OutboxScreen):
             self.screen.refresh_state()
 
@@ -213,12 +214,15 @@ class MikoApp(App[int]):
         self.saved = self._settings
         # Some checks look at the file itself (its mode), which just changed.
         self.problems = config.validate(self._settings)
-        self.notify(self.t("save.done", path=self.path.name), timeout=3)
+        done = self.t("save.done", path=self.path.name)
         self.refresh_state()
         if before.smtp != self._settings.smtp and self._settings.notifications.admin_email:
-            self.notify(self.t("save.testing", to=self._settings.notifications.admin_email),
+            # One toast, not two: at 80x24 a stack of them hides the form.
+            self.notify(f"{done}\n{self.t('save.testing', to=self._settings.notifications.admin_email)}",
                         timeout=4)
             self.send_test(None)
+        else:
+            self.notify(done, timeout=3)
         return True
 
     # --- test send ----------------------------------------------------------------
