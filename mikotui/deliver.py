@@ -267,19 +267,35 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None) -> Report:
     report = Report()
-    spool = courier.spool
     while not (stop and stop.is_set()):
-        claimed = []
-        for entry_id in spool.due():
-            entry = spool.claim(entry_id, courier.owner)
-            if entry is not None:
-                claimed.append(entry)
-                if len(claimed) >= batch:
-                    break
+        claimed = _claim(courier, courier.spool.due(), batch)
         if not claimed:
             break
         report.add(await courier.batch(claimed, stop))
     return report
+
+
+async def _retry_waiting(courier: Courier, batch: int, stop: asyncio.Event) -> Report:
+    """One attempt now for everything queued, whatever its retry time: the
+    settings changed, so what failed with the old ones may go through."""
+    report = Report()
+    waiting = courier.spool.due(now=float("inf"))
+    while waiting and not stop.is_set():
+        claimed = _claim(courier, waiting[:batch], batch)
+        del waiting[:batch]
+        report.add(await courier.batch(claimed, stop))
+    return report
+
+
+def _claim(courier: Courier, ids: list[str], batch: int) -> list[Entry]:
+    claimed = []
+    for entry_id in ids:
+        entry = courier.spool.claim(entry_id, courier.owner)
+        if entry is not None:
+            claimed.append(entry)
+            if len(claimed) >= batch:
+                break
+    return claimed
 
 
 class ConfigFile:
@@ -336,6 +352,7 @@ async def _watch(courier: Courier, batch: int, config_file: ConfigFile | None = 
     while not stop.is_set():
         if config_file is not None and (fresh := config_file.changed(spool)) is not None:
             courier.use(fresh)
+            report.add(await _retry_waiting(courier, batch, stop))
         if time.monotonic() - last_recover >= RECOVER_EVERY:
             spool.recover()
             spool.clean_tmp()
