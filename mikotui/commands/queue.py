@@ -62,7 +62,9 @@ def run_list(args: argparse.Namespace) -> int:
             rows.append((m.id, state, m.kind, ",".join(m.owed or m.recipients) or "-",
                          str(m.attempts), nxt, " ".join(error.split())))
     if not rows:
-        print(f"the spool {spool.root} is empty")
+        purged = sum(1 for _ in spool.entries("purged"))
+        aside = f" ({purged} purged: `queue list --purged` shows them)" if purged else ""
+        print(f"the spool {spool.root} is empty{aside}")
         return 0
     head = ("ID", "STATE", "KIND", "RECIPIENTS", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
