@@ -144,12 +144,12 @@ class OutboxScreen(BaseScreen):
                               _short(", ".join(m.owed or m.recipients) or "-", MAX_TO),
                               str(m.attempts), nxt, error_cell(error, m.recipients)]))
         heads = [str(c.label) for c in table.columns.values()]
-        others = sum(max(len(x) for x in [heads[i], *(t[i] for _, t in texts)]) + PADDING
+        others = sum(max(len(x) for x in [heads[i], *(cols[i] for _, cols in texts)]) + PADDING
                      for i in range(len(heads) - 1))
         width = max(MIN_ERROR, self.app.size.width - FRAME - others - PADDING)
-        rows = [(e.id, (cell(t[0], "red" if e.state == "failed" else ""),
-                        *(cell(x) for x in t[1:5]), cell(_short(t[5], width))))
-                for e, t in texts]
+        rows = [(e.id, (cell(cols[0], "red" if e.state == "failed" else ""),
+                        *(cell(x) for x in cols[1:5]), cell(_short(cols[5], width))))
+                for e, cols in texts]
         self._replace_rows(table, rows)
         table.display = bool(rows)
         self.query_one("#spool-empty").display = not rows
