@@ -41,6 +41,7 @@ class Report:
     failed: int = 0
     released: int = 0  # back to queue/ untried: stopped, or the connection broke
     alerts: list[str] = field(default_factory=list)  # ids of alerts queued
+    setup_problem: str = ""  # a connection failure that retrying alone won't cure
 
     def add(self, other: Report) -> None:
         self.sent += other.sent
@@ -48,6 +49,7 @@ class Report:
         self.failed += other.failed
         self.released += other.released
         self.alerts += other.alerts
+        self.setup_problem = other.setup_problem or self.setup_problem
 
 
 class Courier:
@@ -103,6 +105,8 @@ class Courier:
             for entry in pending:
                 self._defer(entry, report, exc.kind, exc.code, _describe(exc))
             pending = []
+            if exc.permanent:  # the settings, not the server's mood: say so
+                report.setup_problem = f"{exc.kind}: {_describe(exc)}"
         for entry in pending:  # stopped, or the connection broke
             self.spool.release(entry)
             report.released += 1

@@ -370,3 +370,21 @@ def test_watch_uses_a_fixed_config_without_a_restart(cli, tmp_path):
     assert proc.returncode == 0
     assert [r.rcpt_tos for r in server.received] == [("smith@pbx.test",)]
     assert server.logins[-1][1] is True  # the last login used the fixed password
+
+
+def test_a_wrong_password_queues_and_says_the_settings_are_wrong(cli, tmp_path):
+    with Server(auth=("pbx", "right-pw")) as server:
+        s = settings_for(tmp_path, server.port, username="pbx", password="wrong-pw",
+                         allow_insecure_auth=True)
+        conf = write(tmp_path, s)
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
+        assert r.returncode == 0  # queued: fixing the settings will send it
+        assert "SMTP settings look wrong (auth_failed" in r.stderr_text
+        assert "mikotui test-email" in r.stderr_text and "wrong-pw" not in r.stderr_text
+        [waiting] = entries(tmp_path / "spool", "queue")
+        assert waiting["attempts"] == 1
+    with Server() as down:
+        port = down.port
+    r = cli("--config", write(tmp_path, settings_for(tmp_path, port)), "notify", "missed",
+            "--caller", "7", "--called", "201")
+    assert r.returncode == 0 and "settings look wrong" not in r.stderr_text  # just down

@@ -277,8 +277,15 @@ def _deliver_now(settings, spool, owner, entry) -> int:
         notify.record(spool, id=entry.id, kind=entry.meta.kind, event="queued",
                       reason="stopped by a signal before sending")
     if report.deferred or report.released:
-        print("mikotui: queued, will retry", file=sys.stderr)
+        print("mikotui: queued, will retry" + _setup_hint(report), file=sys.stderr)
     return 0
+
+
+def _setup_hint(report) -> str:
+    if not report.setup_problem:
+        return ""
+    return (f"; but the SMTP settings look wrong ({report.setup_problem}): "
+            "`mikotui test-email` shows why")
 
 
 def _deliver_queued(settings, spool, owner, entry_id: str) -> None:
