@@ -68,6 +68,10 @@ STRINGS: dict[str, dict[str, str]] = {
             "and is not attached; listen to it on the PBX."
         ),
         "attachment.missing": "No recording was attached to this voicemail.",
+        "attachment.incomplete": (
+            "The recording arrived incomplete ({got_kb:.0f} of {expected_kb:.0f} KB); "
+            "the full one is on the PBX."
+        ),
         "system.subject_prefix": "PBX alert",
         "alert.subject": "PBX alert: a {kind} notification could not be delivered",
         "alert.body": (
@@ -89,6 +93,10 @@ STRINGS: dict[str, dict[str, str]] = {
             "прослушайте её на АТС."
         ),
         "attachment.missing": "К этому голосовому сообщению не приложена запись.",
+        "attachment.incomplete": (
+            "Запись пришла не полностью ({got_kb:.0f} из {expected_kb:.0f} КБ); "
+            "полная запись есть на АТС."
+        ),
         "system.subject_prefix": "Оповещение АТС",
         "alert.subject": "Оповещение АТС: уведомление ({kind}) не доставлено",
         "alert.body": (
