@@ -481,6 +481,8 @@ def validate(settings: Settings) -> list[Problem]:
                 add(f"{section}.{part}", f"unknown parameter {token}{hint}", "warning")
         if _has_control(tpl.subject):
             add(f"{section}.subject", "must be one line")
+        elif not tpl.subject.strip():
+            add(f"{section}.subject", "empty: the mails will have no subject", "warning")
     if settings.voicemail.max_attachment_mb < 0:
         add("voicemail.max_attachment_mb", "must be 0 or more")
     if not settings.spool.path.strip():

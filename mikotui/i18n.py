@@ -462,6 +462,7 @@ _PROBLEMS_RU: tuple[tuple[str, str], ...] = (
     (r"^empty: system alerts and test mail have nowhere to go$",
      "пусто: системным оповещениям и тестовым письмам некуда идти"),
     (r"^must be a whole number$", "должно быть целым числом"),
+    (r"^empty: the mails will have no subject$", "пусто: у писем не будет темы"),
 )
 
 

@@ -149,6 +149,12 @@ def test_unknown_parameter_is_a_warning_with_suggestion(tmp_path: Path) -> None:
                          "did you mean NOTIFICATION_CALLERID?")
 
 
+def test_empty_subject_is_a_warning(tmp_path: Path) -> None:
+    found = problems_of('[voicemail]\nsubject = " "\n', tmp_path)
+    assert found["voicemail.subject"].level == "warning"
+    assert found["voicemail.subject"].line == 2
+
+
 def test_unknown_keys_are_reported_and_survive_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[smtp]\nhost = "mail.x.ru"\nhelo_name = "pbx"\n'
