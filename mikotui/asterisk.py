@@ -8,6 +8,7 @@ asterisk-config` prints), and Asterisk's stock text with its
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import itertools
@@ -49,6 +50,15 @@ class VoicemailEvent:
     recording: Attachment | None
     date: datetime | None
     left_out: int = 0  # bytes of a recording over the size limit, not even decoded
+
+    @property
+    def expected_size(self) -> int:
+        """The size a WAV recording says it has (0: unknown). More than its
+        bytes: the mail was cut short on the way."""
+        data = self.recording.data if self.recording else b""
+        if data[:4] != b"RIFF" or len(data) < 8:
+            return 0
+        return int.from_bytes(data[4:8], "little") + 8
 
     @property
     def caller_num(self) -> str:
@@ -275,9 +285,25 @@ def _recording(msg: EmailMessage, values: dict[str, str],
                date: datetime | None) -> Attachment | None:
     for part in msg.iter_attachments():
         if _is_recording(part):
-            data = part.get_payload(decode=True) or b""
-            return Attachment(recording_name(values, date), "audio/x-wav", data)
+            return Attachment(recording_name(values, date), "audio/x-wav", _decoded(part))
     return None
+
+
+def _decoded(part: Message) -> bytes:
+    """The part's bytes. Base64 cut off mid-group (a mail truncated on the
+    way) is decoded up to the last whole group: the email module would hand
+    back the base64 text itself, which no player can open."""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding != "base64":
+        return part.get_payload(decode=True) or b""
+    text = re.sub(rb"[^A-Za-z0-9+/=]", b"", str(part.get_payload()).encode("ascii", "ignore"))
+    if len(text) % 4:
+        text = text.rstrip(b"=")
+        text = text[:len(text) // 4 * 4]
+    try:
+        return binascii.a2b_base64(text)
+    except binascii.Error:  # padding in the middle: let the email module try
+        return part.get_payload(decode=True) or b""
 
 
 def _is_recording(part: Message) -> bool:

@@ -81,6 +81,9 @@ def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) 
     if event.left_out:  # too big to even read: `asterisk.parse` skipped it
         note = i18n.text(lang, "attachment.too_big", size_mb=event.left_out / 2**20,
                          limit_mb=limit_mb)
+    elif attachments and event.expected_size > len(event.recording.data):
+        note = i18n.text(lang, "attachment.incomplete", got_kb=len(event.recording.data) / 1024,
+                         expected_kb=event.expected_size / 1024)
     rendered = message.with_note(rendered, note)
     recipients = routing.voicemail(settings, missed_by, event.mailbox or None)
     return _prepare(VOICEMAIL, rendered, recipients, settings, attachments)

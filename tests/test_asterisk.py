@@ -119,3 +119,14 @@ def test_a_recording_over_the_limit_is_left_out_unread_with_its_size(crlf):
     over = asterisk.parse(raw, max_recording=len(WAV) - 1)
     assert over.recording is None and over.left_out == len(WAV)
     assert over.values == kept.values  # the rest of the mail read the same
+
+
+@pytest.mark.parametrize("cut", [5000, 5001, 5002, 5003])  # every place in a base64 group
+def test_a_recording_cut_short_is_decoded_as_far_as_it_goes(cut):
+    raw = fixture("default")
+    start = raw.index(b"UklGR")
+    raw = raw[:start + cut] + b"\n\n------voicemail_3201515146930886--\n"
+    ev = asterisk.parse(raw)
+    data = ev.recording.data
+    assert data.startswith(b"RIFF") and WAV.startswith(data) and len(data) > 3000
+    assert ev.expected_size == len(WAV)

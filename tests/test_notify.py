@@ -472,3 +472,15 @@ def test_a_huge_recording_is_left_out_without_reading_it_into_memory(cli, conf, 
     assert list(msg.iter_attachments()) == []
     assert "(30.0 MB) is larger than the 10 MB limit" in msg.get_body(("plain",)).get_content()
     assert int(r.stdout) < 150 * 1024  # KiB; reading it whole took over 300 MB
+
+
+def test_a_voicemail_cut_short_sends_what_arrived_and_says_so(cli, conf, server):
+    raw = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
+    raw = raw[:raw.index(b"UklGR") + 5001]  # the mail ends mid-attachment, mid-group
+    r = cli("--config", conf, "notify", "voicemail", input=raw)
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    msg = got.parse()
+    [wav] = msg.iter_attachments()
+    assert wav.get_content().startswith(b"RIFF") and WAV.startswith(wav.get_content())
+    assert "arrived incomplete (4 of 16 KB)" in msg.get_body(("plain",)).get_content()
