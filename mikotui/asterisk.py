@@ -135,7 +135,8 @@ def _read_email(raw: bytes) -> EmailMessage:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     if not isinstance(msg, EmailMessage) or msg.defects and not msg.keys():
         raise VoicemailParseError("not an email: no headers")
-    if not msg.keys() or not (msg["From"] or msg["Date"] or msg["X-Asterisk-CallerID"]):
+    # Presence only: parsing a damaged From: would raise inside the email package.
+    if not any(name in msg for name in ("From", "Date", "X-Asterisk-CallerID")):
         raise VoicemailParseError("not an email from Asterisk: no Date, From or "
                                   "X-Asterisk-CallerID header")
     return msg

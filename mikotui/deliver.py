@@ -129,7 +129,13 @@ class Courier:
         # Headers only, body kept as the bytes we stored: aiosmtplib writes it
         # back unchanged, and skipping a full MIME parse and re-flatten per
         # message is most of what makes draining fast.
-        msg = _HEADERS.parsebytes(entry.read_message())
+        try:
+            data = entry.read_message()
+        except OSError as exc:  # a hand or a disk broke it: it must not stop the rest
+            self._fail(entry, entry.meta, report, "damaged", None,
+                       f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
+            return True
+        msg = _HEADERS.parsebytes(data)
         try:
             result = await conn.send(msg, list(owed))
         except smtp.SmtpFailure as exc:

@@ -128,10 +128,19 @@ def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Ent
     try:
         limit = int(settings.voicemail.max_attachment_mb * 2**20)
         event = asterisk.parse(entry.read_message(), max_recording=limit)
+        prepared = voicemail(settings, event, missed_by, lang)
     except asterisk.VoicemailParseError as exc:
         reason = f"not a voicemail email: {exc}"
         return spool.fail(entry, reason), reason
-    prepared = voicemail(settings, event, missed_by, lang)
+    except OSError as exc:  # raw.eml gone: a hand or a disk; keep what is left
+        reason = f"cannot read {entry.message_path().name}: {exc.strerror or exc}"
+        return spool.fail(entry, reason), reason
+    except (ValueError, LookupError, TypeError, AttributeError, IndexError) as exc:
+        # The email package trips over some malformed input with errors of
+        # its own (it did on a bare "From:" group). Left unhandled, such an
+        # entry would stop every later drain at the same place.
+        reason = f"not a voicemail email: unreadable ({type(exc).__name__}: {exc})"
+        return spool.fail(entry, reason), reason
     meta = replace(entry.meta, recipients=prepared.recipients, owed=prepared.recipients,
                    subject=prepared.subject)
     return spool.replace_message(entry, meta, prepared.data), ""

@@ -388,3 +388,44 @@ def test_a_wrong_password_queues_and_says_the_settings_are_wrong(cli, tmp_path):
     r = cli("--config", write(tmp_path, settings_for(tmp_path, port)), "notify", "missed",
             "--caller", "7", "--called", "201")
     assert r.returncode == 0 and "settings look wrong" not in r.stderr_text  # just down
+
+
+@pytest.mark.parametrize("stage", ["ready", "raw"])
+def test_a_damaged_entry_goes_to_failed_and_does_not_stop_the_rest(cli, tmp_path, stage):
+    """An entry whose message file a hand or a disk took away: failed, with
+    the reason, the admin told; the entries after it are still sent."""
+    with Server() as server:
+        settings = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, settings)
+        spool = Spool(settings.spool_dir()).ensure()
+        raw = (Path(__file__).parent / "fixtures" / "asterisk-voicemail-default.eml").read_bytes()
+        broken = spool.enqueue(replace(notify.Prepared("voicemail", (), "", raw).meta(),
+                                       stage="raw"), raw) if stage == "raw" else None
+        if broken is None:
+            prepared = notify.missed_call(settings, notify.MissedCall("5", "201"))
+            broken = spool.enqueue(prepared.meta(), prepared.data)
+        broken.message_path().unlink()
+        queue_missed(settings, 2)
+        r = cli("--config", conf, "deliver")
+        assert r.returncode == 0, r.stderr_text
+        assert "sent 3, deferred 0, failed 1" in r.stdout_text  # two + the admin's alert
+    [failed] = entries(tmp_path / "spool", "failed")
+    assert failed["id"] == broken.id and "cannot read" in failed["failed_reason"]
+    assert sorted(m.rcpt_tos for m in server.received) == [
+        (ADMIN,), ("smith@pbx.test",), ("smith@pbx.test",)]
+
+
+def test_a_voicemail_with_a_damaged_from_header_is_still_delivered(cli, tmp_path):
+    """Found by fuzzing: a bare `From:` group made the email package raise
+    AttributeError; the entry then stopped every drain."""
+    with Server() as server:
+        conf = write(tmp_path, settings_for(tmp_path, server.port))
+        raw = (Path(__file__).parent / "fixtures" / "asterisk-voicemail-default.eml").read_bytes()
+        raw = raw.replace(b"From: Asterisk PBX <asterisk@pbx.example.com>",
+                          b"From:ontent-Type: multipart/mixed")
+        r = cli("--config", conf, "notify", "voicemail", "--queue-only", input=raw)
+        assert r.returncode == 0, r.stderr_text
+        queue_missed(settings_for(tmp_path, server.port), 1)
+        r = cli("--config", conf, "deliver")
+        assert r.returncode == 0 and "sent 2, deferred 0, failed 0" in r.stdout_text
+    assert entries(tmp_path / "spool", "failed") == []
