@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mikotui.config import Settings
+from mikotui.config import Employee, Settings, is_email
 
 
 def missed_call(settings: Settings, called: str) -> tuple[str, ...]:
     """The called employee's card email, else the general missed-call
     address, else nobody."""
     employee = settings.employee(called.strip())
-    if employee and employee.email:
+    if card_email(employee):
         return (employee.email,)
     if settings.missed_call.email:
         return (settings.missed_call.email,)
@@ -29,11 +29,20 @@ def voicemail(settings: Settings, missed_by: Iterable[str] = (),
     addresses = []
     for ext in extensions:
         employee = settings.employee(ext)
-        if employee and employee.email:
+        if card_email(employee):
             addresses.append(employee.email)
     if settings.voicemail.email:
         addresses.append(settings.voicemail.email)
     return unique(addresses)
+
+
+def card_email(employee: Employee | None) -> str:
+    """The card's email when it can be mailed: a card with a broken address
+    (`config check` names it) counts as one without, so a missed call falls
+    back to the general address instead of failing at the server."""
+    if employee and employee.email and is_email(employee.email.strip()):
+        return employee.email
+    return ""
 
 
 def system(settings: Settings) -> tuple[str, ...]:

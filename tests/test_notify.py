@@ -484,3 +484,23 @@ def test_a_voicemail_cut_short_sends_what_arrived_and_says_so(cli, conf, server)
     [wav] = msg.iter_attachments()
     assert wav.get_content().startswith(b"RIFF") and WAV.startswith(wav.get_content())
     assert "arrived incomplete (4 of 16 KB)" in msg.get_body(("plain",)).get_content()
+
+
+def test_a_card_with_a_broken_email_counts_as_none(cli, tmp_path, server):
+    """Routing falls back to the general address rather than losing the call
+    to a 5xx; for voicemail the broken card is skipped."""
+    from mikotui import config
+
+    s = settings_for(tmp_path, server.port)
+    s = replace(s, employees=(*s.employees, config.Employee("205", "Bad Addr", "a b@x"),
+                              config.Employee("206", "No Domain", "smith")))
+    conf = write(tmp_path, s)
+    for called in ("205", "206"):
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", called)
+        assert r.returncode == 0, r.stderr_text
+    r = cli("--config", conf, "notify", "voicemail", "--missed-by", "205,206,201",
+            input=(FIXTURES / "asterisk-voicemail-noattach.eml").read_bytes())
+    assert r.returncode == 0, r.stderr_text
+    assert [set(g.rcpt_tos) for g in server.received] == [
+        {GENERAL_MISSED}, {GENERAL_MISSED}, {"smith@pbx.test", VOICEMAIL}]
+    assert entries(spool_of(tmp_path), "failed") == []

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if prepared is None:
             return os.EX_USAGE
         if not prepared.recipients:
-            why = ("no employee email for the called extension, no general missed-call "
+            why = ("no usable employee email for the called extension, no general missed-call "
                    "address" if args.kind == "missed" else "notifications.admin_email is empty")
             about = {"called": args.called} if args.kind == "missed" else {}
             notify.record(spool, kind=args.kind, event="dropped", **about,
