@@ -504,3 +504,44 @@ def test_a_card_with_a_broken_email_counts_as_none(cli, tmp_path, server):
     assert [set(g.rcpt_tos) for g in server.received] == [
         {GENERAL_MISSED}, {GENERAL_MISSED}, {"smith@pbx.test", VOICEMAIL}]
     assert entries(spool_of(tmp_path), "failed") == []
+
+
+def test_the_printed_voicemail_conf_works_as_asterisk_would_use_it(cli, conf, server):
+    """Do what Asterisk does with the printed lines: fill `emailbody` and
+    `emailsubject` (`\\n` is a line break, ${VM_*} the values), write the
+    mail in its layout with the recording, run `mailcmd` through the shell."""
+    import base64
+    import re
+
+    lines = dict(ln.split("=", 1) for ln in cli("--config", conf, "asterisk-config")
+                 .stdout_text.splitlines() if "=" in ln and not ln.startswith(";"))
+    vm = {"VM_MAILBOX": "203", "VM_MSGNUM": "7", "VM_DUR": "0:42",
+          "VM_DATE": "2026-11-27 09:30:00", "VM_CIDNUM": "79261234567", "VM_NAME": "Ivanova Anna",
+          "VM_CIDNAME": 'Иван "Ваня" Петров',
+          "VM_CALLERID": '"Иван \\"Ваня\\" Петров" <79261234567>'}
+
+    def fill(template: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: vm.get(m.group(1), ""),
+                      template.replace("\\n", "\n"))
+
+    boundary = "----voicemail_7203"
+    mail = (f"Date: Fri, 27 Nov 2026 09:30:00 +0300\nFrom: Asterisk PBX <asterisk@pbx>\n"
+            f"To: Ivanova Anna <anna@pbx.test>\nSubject: {fill(lines['emailsubject'])}\n"
+            f"X-Asterisk-CallerID: 79261234567\nMIME-Version: 1.0\n"
+            f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n\n'
+            f"--{boundary}\nContent-Type: text/plain; charset={lines['charset']}\n"
+            f"Content-Transfer-Encoding: 8bit\n\n{fill(lines['emailbody'])}\n"
+            f'--{boundary}\nContent-Type: audio/x-wav; name="msg0007.wav"\n'
+            f"Content-Transfer-Encoding: base64\n"
+            f'Content-Disposition: attachment; filename="msg0007.wav"\n\n'
+            f"{base64.encodebytes(WAV).decode()}\n--{boundary}--\n.\n").encode()
+    r = subprocess.run(["sh", "-c", lines["mailcmd"]], input=mail, capture_output=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    [got] = server.received
+    assert set(got.rcpt_tos) == {"Anna@pbx.test", VOICEMAIL}  # the mailbox's employee
+    assert got.subject == 'New Voicemail Message from Иван "Ваня" Петров 79261234567'
+    msg = got.parse()
+    assert "Length: 0:42" in msg.get_body(("plain",)).get_content()
+    [wav] = msg.iter_attachments()
+    assert wav.get_content() == WAV and wav.get_filename() == "voicemail-2026-11-27-79261234567.wav"

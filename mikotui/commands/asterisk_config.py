@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print("; then sends it to the employees and the voicemail address.")
     print("[general]")
     print("attach=yes")
+    print("charset=UTF-8")  # label the body as what the caller's name really is
     print(f"mailcmd={shlex.join(command)}")
     print(f"emaildateformat={asterisk.EMAIL_DATE_FORMAT}")
     print("emailsubject=New voicemail in mailbox ${VM_MAILBOX}")
