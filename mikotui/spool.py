@@ -353,6 +353,12 @@ class Spool:
         for token, is_dead in dead.items():
             if is_dead:
                 (self.root / "owners" / token).unlink(missing_ok=True)
+        # Owners killed before they claimed anything left only their file.
+        # (A dot-name is one being set up: never touched.)
+        for path in _listdir(self.root / "owners"):
+            if not path.name.startswith(".") and path.name not in dead \
+                    and self._owner_dead(path.name):
+                path.unlink(missing_ok=True)
         return moved
 
     def _owner_dead(self, token: str) -> bool:

@@ -213,3 +213,15 @@ def test_an_unreadable_entry_is_skipped_not_fatal(spool: Spool):
     stray = spool.root / "queue" / "stray-file"
     stray.write_text("x")
     assert spool.due() == [good.id]
+
+
+def test_recover_sweeps_files_of_owners_that_died_holding_nothing(spool: Spool):
+    code = ("import os, sys; from pathlib import Path; from mikotui.spool import Spool; "
+            "o = Spool(Path(sys.argv[1])).owner(); print(o.token, flush=True); "
+            "os.kill(os.getpid(), 9)")  # dies holding its lock, before any claim
+    dead = subprocess.run([sys.executable, "-c", code, str(spool.root)], capture_output=True,
+                          text=True, check=False).stdout.strip()
+    with spool.owner() as alive:
+        assert (spool.root / "owners" / dead).exists()
+        spool.recover()
+        assert sorted(os.listdir(spool.root / "owners")) == [alive.token]
