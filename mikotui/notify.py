@@ -6,6 +6,7 @@ Nothing here talks SMTP or imports asyncio: this is the enqueue path.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from mikotui.spool import Entry, Meta, Spool, new_id
 # notification given up on; alerts and system mail never cause alerts.
 MISSED, VOICEMAIL, SYSTEM, ALERT = "missed", "voicemail", "system", "alert"
 NO_ALERT_KINDS = (SYSTEM, ALERT)
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) 
 
 
 def system(settings: Settings, subject: str, text: str) -> Prepared:
+    # A script's output may carry CRLF, NULs or terminal escapes: keep the
+    # lines and tabs, drop the rest of the control characters.
+    text = _CONTROL_BUT_LINES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     rendered = message.render_system(subject, text)
     return _prepare(SYSTEM, rendered, routing.system(settings), settings)
 

@@ -545,3 +545,11 @@ def test_the_printed_voicemail_conf_works_as_asterisk_would_use_it(cli, conf, se
     assert "Length: 0:42" in msg.get_body(("plain",)).get_content()
     [wav] = msg.iter_attachments()
     assert wav.get_content() == WAV and wav.get_filename() == "voicemail-2026-11-27-79261234567.wav"
+
+
+def test_system_text_from_a_script_is_cleaned_of_control_characters(cli, conf, server):
+    text = b"disk /var at 97%\r\nNUL here:\x00 escape:\x1b[31mred\x1b[0m\ttab\r\n"
+    r = cli("--config", conf, "notify", "system", "--subject", "disk", input=text)
+    assert r.returncode == 0, r.stderr_text
+    body = server.received[0].parse().get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "\r" not in body and "disk /var at 97%\nNUL here: escape:[31mred[0m\ttab\n" in body
