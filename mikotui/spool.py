@@ -7,7 +7,8 @@
       failed/<id>/      given up; meta.json says why
       purged/<id>/      put aside by an operator: restorable for PURGE_KEEP, then deleted
       owners/<owner>    one lock file per live process that claims entries
-      mikotui.log       one key=value line per delivery attempt
+      mikotui.log       one key=value line per delivery attempt; past 5 MB it
+                        becomes mikotui.log.1 (.2, .3 older; mikotui.log.lock guards that)
 
 An entry is a directory, so it appears in `queue/` whole or not at all: it
 is written and fsynced in `tmp/`, renamed in, and the parent is fsynced
