@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,6 +43,21 @@ def run_cli(*args: str, input: bytes | str | None = None, env: dict | None = Non
     proc.stdout_text = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
     proc.stderr_text = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
     return proc
+
+
+@contextmanager
+def running(*args: str) -> Iterator[subprocess.Popen]:
+    """`mikotui ARGS` in the background for the block (stdout and stderr piped);
+    killed if the block leaves it running, so no test leaves a process behind."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MIKOTUI_CONFIG", "MIKOTUI_DEBUG")}
+    proc = subprocess.Popen(mikotui_command() + list(args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import assert_no_secret, mikotui_command
+from conftest import assert_no_secret, mikotui_command, running
 from notify_support import ADMIN, Server, entries, settings_for, write
 
 from mikotui import config, deliver, notify
@@ -204,8 +204,7 @@ def test_two_deliverers_never_send_a_message_twice(tmp_path):
 def test_watch_picks_up_new_mail_within_a_second_and_stops_cleanly(cli, tmp_path):
     with Server() as server:
         conf = write(tmp_path, settings_for(tmp_path, server.port))
-        proc = spawn("--config", conf, "deliver", "--watch")
-        try:
+        with running("--config", conf, "deliver", "--watch") as proc:
             assert b"event=watching" in proc.stderr.readline()
             for n in (1, 2):
                 r = cli("--config", conf, "notify", "missed", "--caller", str(n),
@@ -216,10 +215,6 @@ def test_watch_picks_up_new_mail_within_a_second_and_stops_cleanly(cli, tmp_path
                 assert time.monotonic() - queued < 1.5
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert proc.returncode == 0
     assert b"event=stopped" in err and b"sent 2" in out
     assert len(server.received) == 2
@@ -233,17 +228,12 @@ def test_watch_sends_a_deferred_entry_when_its_time_comes(tmp_path):
         prepared = notify.missed_call(settings, notify.MissedCall("5", "201"))
         due_at = time.time() + 1.5
         spool.enqueue(replace(prepared.meta(), attempts=1, next_attempt=due_at), prepared.data)
-        proc = spawn("--config", conf, "deliver", "--watch")
-        try:
+        with running("--config", conf, "deliver", "--watch") as proc:
             assert b"event=watching" in proc.stderr.readline()
             assert server.handler.wait_for(1, timeout=10)
             arrived = time.time()
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert due_at <= arrived < due_at + 1.5
     assert proc.returncode == 0
 
@@ -342,17 +332,16 @@ def test_watch_uses_a_fixed_config_without_a_restart(cli, tmp_path):
         s = settings_for(tmp_path, server.port, username="pbx", password="wrong-pw",
                          allow_insecure_auth=True)
         conf = write(tmp_path, s)
-        proc = spawn("--config", conf, "deliver", "--watch")
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(b.decode()) for b in proc.stderr],
-                         daemon=True).start()
+        with running("--config", conf, "deliver", "--watch") as proc:
+            lines: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(b.decode()) for b in proc.stderr],
+                             daemon=True).start()
 
-        def wait_line(text: str) -> str:
-            while text not in (line := lines.get(timeout=15)):
-                pass
-            return line
+            def wait_line(text: str) -> str:
+                while text not in (line := lines.get(timeout=15)):
+                    pass
+                return line
 
-        try:
             wait_line("event=watching")
             r = cli("--config", conf, "notify", "missed", "--queue-only", "--caller", "5",
                     "--called", "201")
@@ -363,10 +352,6 @@ def test_watch_uses_a_fixed_config_without_a_restart(cli, tmp_path):
             assert server.handler.wait_for(1, timeout=10)  # no `queue retry` needed
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert proc.returncode == 0
     assert [r.rcpt_tos for r in server.received] == [("smith@pbx.test",)]
     assert server.logins[-1][1] is True  # the last login used the fixed password

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import trustme
-from conftest import assert_no_secret, mikotui_command
+from conftest import assert_no_secret, running
 from smtp_servers import Replies, smtp_server, trust_ca
 
 from mikotui.config import Settings
@@ -107,11 +107,8 @@ def test_sandbox_receives_test_email(cli, settings: Settings, write_config,
                                      tmp_path: Path) -> None:
     port = free_port()
     maildir = tmp_path / "captured"
-    sandbox = subprocess.Popen(
-        mikotui_command() + ["sandbox", "--port", str(port), "--maildir", str(maildir),
-                             "--tls", "--auth", f"{USER}:{PASSWORD}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running("sandbox", "--port", str(port), "--maildir", str(maildir),
+                 "--tls", "--auth", f"{USER}:{PASSWORD}") as sandbox:
         banner = _line(sandbox)
         assert f"127.0.0.1:{port}" in banner and "STARTTLS" in banner
         smtp = replace(settings.smtp, host="127.0.0.1", port=port, encryption="starttls",
@@ -125,10 +122,6 @@ def test_sandbox_receives_test_email(cli, settings: Settings, write_config,
         assert f"from {USER}" in summary
         sandbox.send_signal(signal.SIGINT)
         out, err = sandbox.communicate(timeout=10)
-    finally:
-        if sandbox.poll() is None:
-            sandbox.kill()
-            sandbox.wait()
     assert sandbox.returncode == 0
     assert b"Traceback" not in err and err == b""
     assert b"stopped; 1 message(s)" in out
@@ -141,21 +134,15 @@ def test_sandbox_receives_test_email(cli, settings: Settings, write_config,
 
 def test_sandbox_stops_on_sigterm_and_reports_busy_port(cli, tmp_path: Path) -> None:
     port = free_port()
-    cmd = mikotui_command() + ["sandbox", "--port", str(port), "--maildir",
-                               str(tmp_path / "m")]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    args = ("sandbox", "--port", str(port), "--maildir", str(tmp_path / "m"))
+    with running(*args) as first:
         assert f"127.0.0.1:{port}" in _line(first)
-        second = cli(*cmd[len(mikotui_command()):], timeout=30)
+        second = cli(*args, timeout=30)
         assert second.returncode == 69
         assert "cannot listen on 127.0.0.1:" in second.stderr_text
         assert "Traceback" not in second.stderr_text
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0 and err == b""
     assert b"stopped; 0 message(s)" in out
     assert os.path.isdir(tmp_path / "m" / "new")
