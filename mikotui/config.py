@@ -219,6 +219,10 @@ _HOSTNAME_RE = re.compile(
 
 
 def parse_endpoint(host: str, port: int, encryption: str) -> Endpoint:
+    if encryption not in ENCRYPTIONS:
+        # Never guess: an unknown mode must not end up as a plain connection.
+        raise ValueError(f"encryption must be one of {', '.join(ENCRYPTIONS)}, "
+                         f"got {encryption!r}")
     m = _HOST_RE.match(host.strip())
     if not m:
         raise ValueError(f"not a host name: {host!r}")
@@ -354,22 +358,29 @@ def _coerce(key: str, kind: Any, v: Any, fail) -> Any:
     if kind == "bool":
         if isinstance(v, bool):
             return v
-        raise fail(key, f"must be true or false, got {v!r}")
+        raise fail(key, f"must be true or false, got {_shown(key, v)}")
     if kind == "int":
         if isinstance(v, int) and not isinstance(v, bool):
             return v
         if isinstance(v, str) and v.strip().isdigit():
             return int(v)
-        raise fail(key, f"must be a whole number, got {v!r}")
+        raise fail(key, f"must be a whole number, got {_shown(key, v)}")
     if kind == "float":
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return v
-        raise fail(key, f"must be a number, got {v!r}")
+        raise fail(key, f"must be a number, got {_shown(key, v)}")
     if isinstance(v, (int, float)) and not isinstance(v, bool) and key.endswith("extension"):
         return str(v)
     if not isinstance(v, str):
-        raise fail(key, f"must be a string, got {v!r}")
+        raise fail(key, f"must be a string, got {_shown(key, v)}")
     return v
+
+
+def _shown(key: str, value: Any) -> str:
+    """A wrong value as an error may show it: never the password itself."""
+    if key == "smtp.password":
+        return f"a {type(value).__name__} (quote it)"
+    return repr(value)
 
 
 _TABLE_RE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")
@@ -430,7 +441,9 @@ def validate(settings: Settings) -> list[Problem]:
         add("smtp.host", "must not be empty")
     else:
         try:
-            ep = s.endpoint()
+            # The host on its own: a bad encryption is smtp.encryption's problem.
+            known = s.encryption if s.encryption in ENCRYPTIONS else "none"
+            ep = parse_endpoint(s.host, s.port, known)
             if not (_HOSTNAME_RE.match(ep.host) or _is_ip(ep.host)):
                 add("smtp.host", f"not a valid host name: {ep.host!r}")
             elif not 1 <= ep.port <= 65535 and ep.port != s.port:

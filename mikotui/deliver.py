@@ -65,6 +65,9 @@ class Courier:
     def use(self, settings: Settings) -> None:
         """Send with these settings from the next batch on."""
         self.settings = settings
+        if not settings.notifications.enabled:
+            notify.record(self.spool, event="paused", reason="notifications.enabled = false",
+                          kept=len(list(self.spool.entries("queue"))))
         try:
             ep = settings.smtp.endpoint()
             self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
@@ -298,6 +301,8 @@ async def _retry_waiting(courier: Courier, batch: int, stop: asyncio.Event) -> R
 
 
 def _claim(courier: Courier, ids: list[str], batch: int) -> list[Entry]:
+    if not courier.settings.notifications.enabled:
+        return []  # the master switch (SPEC §4): nothing goes out; queue/ keeps it all
     claimed = []
     for entry_id in ids:
         entry = courier.spool.claim(entry_id, courier.owner)

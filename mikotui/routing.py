@@ -14,9 +14,7 @@ def missed_call(settings: Settings, called: str) -> tuple[str, ...]:
     employee = settings.employee(called.strip())
     if card_email(employee):
         return (employee.email,)
-    if settings.missed_call.email:
-        return (settings.missed_call.email,)
-    return ()
+    return unique([settings.missed_call.email])
 
 
 def voicemail(settings: Settings, missed_by: Iterable[str] = (),
@@ -50,12 +48,14 @@ def system(settings: Settings) -> tuple[str, ...]:
 
 
 def unique(addresses: Iterable[str]) -> tuple[str, ...]:
-    """Drop empties and case-insensitive repeats, keeping the first spelling."""
+    """Drop empties, malformed addresses (`config check` names them; a server
+    would take a part of "a@x, b@y" and the log would claim both) and
+    case-insensitive repeats, keeping the first spelling."""
     seen: set[str] = set()
     out = []
     for a in addresses:
         a = a.strip()
-        if a and a.lower() not in seen:
+        if a and is_email(a) and a.lower() not in seen:
             seen.add(a.lower())
             out.append(a)
     return tuple(out)

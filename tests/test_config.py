@@ -233,3 +233,21 @@ def test_broken_config_is_one_line_and_exit_78(cli, tmp_path: Path) -> None:
     missing = cli("preview", "missed", "--config", str(tmp_path / "none.toml"))
     assert missing.returncode == os.EX_CONFIG
     assert "no config file" in missing.stderr_text
+
+
+@pytest.mark.parametrize("mode", ["tls", "STARTTLS", "", "1"])
+def test_an_unknown_encryption_never_means_plain(mode: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="encryption must be one of"):
+        config.Smtp(encryption=mode).endpoint()
+    found = problems_of(f'[smtp]\nencryption = "{mode}"\n', tmp_path)
+    assert found["smtp.encryption"].level == "error"
+    assert "smtp.host" not in found
+
+
+def test_a_password_of_the_wrong_type_is_not_shown(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[smtp]\npassword = 83920571\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    assert "83920571" not in str(err.value)
+    assert err.value.key == "smtp.password" and "quote it" in str(err.value)

@@ -414,3 +414,22 @@ def test_a_voicemail_with_a_damaged_from_header_is_still_delivered(cli, tmp_path
         r = cli("--config", conf, "deliver")
         assert r.returncode == 0 and "sent 2, deferred 0, failed 0" in r.stdout_text
     assert entries(tmp_path / "spool", "failed") == []
+
+
+def test_master_switch_off_keeps_the_queue_and_sends_nothing(cli, tmp_path):
+    with Server() as server:
+        s = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, s)
+        r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201",
+                "--queue-only")
+        assert r.returncode == 0
+        off = write(tmp_path, replace(s, notifications=replace(s.notifications, enabled=False)))
+        r = cli("--config", off, "deliver")
+        assert r.returncode == 0 and "notifications are off" in r.stderr_text
+        assert server.received == []
+        assert len(entries(tmp_path / "spool", "queue")) == 1
+        assert "event=paused" in (tmp_path / "spool" / "mikotui.log").read_text()
+        on = write(tmp_path, s)
+        r = cli("--config", on, "deliver")
+        assert r.returncode == 0 and "sent 1" in r.stdout_text
+    assert [g.rcpt_tos for g in server.received] == [("smith@pbx.test",)]

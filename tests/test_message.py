@@ -144,3 +144,11 @@ def test_no_outside_value_puts_a_control_character_into_a_header(
     names = [k.lower() for k in parsed]
     assert names.count("subject") == 1 and names.count("to") == 1 and names.count("bcc") == 0
     assert "\n" not in str(parsed["Subject"]) and "\r" not in str(parsed["Subject"])
+
+
+def test_a_malformed_general_address_is_not_half_used() -> None:
+    s = config.defaults()
+    s = replace(s, missed_call=replace(s.missed_call, email="x@y.com, z@w.com"),
+                voicemail=replace(s.voicemail, email="not an address"))
+    assert routing.missed_call(s, "999") == ()
+    assert routing.voicemail(s, []) == ()

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"mikotui: spool {spool.root}: {exc.strerror or exc}", file=sys.stderr)
         return os.EX_CANTCREAT
     print(f"sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
+    if not settings.notifications.enabled and not args.watch:
+        print("notifications are off (notifications.enabled = false): nothing is sent; "
+              "what is queued waits until they are on again", file=sys.stderr)
     if report.setup_problem:
         print(f"the SMTP settings look wrong ({report.setup_problem}): "
               "`mikotui test-email` shows why", file=sys.stderr)
