@@ -345,6 +345,22 @@ def _spool_with_two(settings) -> tuple[Spool, str, str]:
     return spool, queued.id, failing.id
 
 
+async def test_an_unreadable_spool_is_said_not_crashed_on(settings, write_config, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the spool should be")
+    path = write_config(replace(settings, spool=replace(settings.spool,
+                                                       path=str(blocker / "spool"))))
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        said = str(app.screen.query_one("#spool-empty").render())
+        assert "Cannot read the spool" in said and str(blocker) in said
+        await pilot.press("f1")  # the rest of the app still works
+        await pilot.pause()
+        assert app.screen.query_one("#smtp--host")
+
+
 async def test_outbox_retry_and_purge_act_on_the_spool(settings, config_path):
     spool, queued, failed = _spool_with_two(settings)
     app = make_app(config_path)

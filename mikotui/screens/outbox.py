@@ -133,9 +133,22 @@ class OutboxScreen(BaseScreen):
 
     def _fill_spool(self) -> None:
         table = self.query_one("#spool", DataTable)
+        empty = self.query_one("#spool-empty", Static)
+        try:
+            entries = self._entries()
+        except (SpoolError, OSError) as exc:
+            # Another user's 0700 spool, or a path that is a file: say so in
+            # place of the table, and keep the rest of the app working.
+            self._replace_rows(table, [])
+            table.display = False
+            empty.update(self.t("outbox.unreadable", path=self.spool.root,
+                                error=getattr(exc, "strerror", None) or exc))
+            empty.display = True
+            return
+        empty.update(self.t("outbox.empty"))
         now = self.miko.clock().timestamp()
         texts = []
-        for e in self._entries():
+        for e in entries:
             m = e.meta
             state = {"queue": "queued", "failed": "failed"}.get(e.state, e.state)
             nxt = {"queue": when(m.next_attempt, now, self.miko.lang), "failed": "-"}.get(e.state, "…")
@@ -152,7 +165,7 @@ class OutboxScreen(BaseScreen):
                 for e, cols in texts]
         self._replace_rows(table, rows)
         table.display = bool(rows)
-        self.query_one("#spool-empty").display = not rows
+        empty.display = not rows
 
     def _fill_captured(self) -> None:
         table = self.query_one("#captured", DataTable)
@@ -264,7 +277,10 @@ class OutboxScreen(BaseScreen):
 
     @on(DataTable.RowSelected, "#spool")
     def open_entry(self, event: DataTable.RowSelected) -> None:
-        entry = self.spool.find(str(event.row_key.value))
+        try:
+            entry = self.spool.find(str(event.row_key.value))
+        except (SpoolError, OSError):
+            entry = None  # the next refresh says what is wrong with the spool
         if entry is None:
             return
         m = entry.meta
