@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
 from mikotui.durable import fsync_dir, write_all, write_file
 
@@ -186,44 +186,29 @@ class Spool:
 
     # --- enqueue -------------------------------------------------------------
 
-    def enqueue(self, meta: Meta, data: bytes, *, owner: Owner | None = None) -> Entry:
+    def enqueue(self, meta: Meta, data: bytes, *, tail: BinaryIO | None = None,
+                owner: Owner | None = None) -> Entry:
         """Write durably, then rename into `queue/` — or straight into
         `active/` as `owner`'s claim, when the caller will deliver it now.
-        Returns only when the entry survives a crash."""
-        meta = replace(meta, size=len(data))
+        `tail`: the rest of an input too big to hold in memory, copied after
+        `data`. Returns only when the entry survives a crash."""
         tmp = self.root / "tmp" / meta.id
         os.mkdir(tmp, 0o700)
         name = MESSAGE if meta.stage == "ready" else RAW
-        write_file(tmp / name, data)
+        meta = replace(meta, size=_write_new(tmp / name, data, tail))
         write_file(tmp / META, meta.to_json())
         fsync_dir(tmp)
         dest = self._place(meta.id, owner)
         os.rename(tmp, dest)
-        fsync_dir(dest.parent)
-        return Entry(meta, dest)
-
-    def enqueue_stream(self, meta: Meta, stream, *, limit: int,
-                       owner: Owner | None = None) -> tuple[Entry, bool]:
-        """Copy `stream` (a binary file) into a raw entry durably, however big;
-        returns the entry and whether it went over `limit` bytes."""
-        tmp = self.root / "tmp" / meta.id
-        os.mkdir(tmp, 0o700)
-        fd = os.open(tmp / RAW, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        size = 0
         try:
-            while chunk := stream.read(1 << 20):
-                write_all(fd, chunk)
-                size += len(chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        meta = replace(meta, size=size, stage="raw")
-        write_file(tmp / META, meta.to_json())
-        fsync_dir(tmp)
-        dest = self._place(meta.id, owner)
-        os.rename(tmp, dest)
-        fsync_dir(dest.parent)
-        return Entry(meta, dest), size > limit
+            fsync_dir(dest.parent)
+        except OSError:
+            # Not durable, so not stored: out of sight again, or a caller
+            # that sends it some other way would see recovery send it twice.
+            with contextlib.suppress(OSError):
+                os.rename(dest, self._trash(meta.id))
+            raise
+        return Entry(meta, dest)
 
     def _place(self, entry_id: str, owner: Owner | None) -> Path:
         if owner is None:
@@ -561,6 +546,25 @@ class Spool:
 
 def _read_meta(path: Path) -> Meta:
     return Meta.from_json((path / META).read_bytes())
+
+
+def _write_new(path: Path, data: bytes, tail: BinaryIO | None) -> int:
+    """A new 0600 file of `data` and then whatever `tail` still holds,
+    fsynced; returns its size."""
+    if tail is None:
+        write_file(path, data)
+        return len(data)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    size = len(data)
+    try:
+        write_all(fd, data)
+        while chunk := tail.read(1 << 20):
+            write_all(fd, chunk)
+            size += len(chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return size
 
 
 def _listdir(folder: Path) -> list[Path]:
