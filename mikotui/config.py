@@ -76,6 +76,14 @@ class Smtp:
         the host override the separate fields, as MikoPBX users were told."""
         return parse_endpoint(self.host, self.port, self.encryption)
 
+    def shown_endpoint(self) -> Endpoint:
+        """The endpoint to name in a log or a mail: the fields as written when
+        they do not parse (sending refuses them; saying them is still right)."""
+        try:
+            return self.endpoint()
+        except ValueError:
+            return Endpoint(self.host, self.port, self.encryption)
+
     @property
     def from_address(self) -> str:
         return self.sender_address or self.username
@@ -206,6 +214,15 @@ class Endpoint:
     encryption: str
     # Why the effective values differ from the fields, for the UI and transcript.
     note: str = ""
+
+    def port_mistake(self) -> str:
+        """The classic mistakes (SPEC §6): "tls_port" when 465 (implicit TLS)
+        is used without ssl, "plain_port" when 25 or 587 is used with ssl."""
+        if self.port == 465 and self.encryption != "ssl":
+            return "tls_port"
+        if self.port in (25, 587) and self.encryption == "ssl":
+            return "plain_port"
+        return ""
 
 
 _HOST_RE = re.compile(

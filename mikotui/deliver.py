@@ -68,11 +68,8 @@ class Courier:
         if not settings.notifications.enabled:
             notify.record(self.spool, event="paused", reason="notifications.enabled = false",
                           kept=len(list(self.spool.entries("queue"))))
-        try:
-            ep = settings.smtp.endpoint()
-            self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
-        except ValueError:
-            self.host, self.tls = settings.smtp.host, settings.smtp.encryption
+        ep = settings.smtp.shown_endpoint()
+        self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
 
     def close(self) -> None:
         """Wait for the deleting thread to finish."""

@@ -72,7 +72,6 @@ STRINGS: dict[str, dict[str, str]] = {
             "The recording arrived incomplete ({got_kb:.0f} of {expected_kb:.0f} KB); "
             "the full one is on the PBX."
         ),
-        "system.subject_prefix": "PBX alert",
         "alert.subject": "PBX alert: a {kind} notification could not be delivered",
         "alert.body": (
             "A notification was given up on and kept in the spool's failed/ folder.\n\n"
@@ -97,7 +96,6 @@ STRINGS: dict[str, dict[str, str]] = {
             "Запись пришла не полностью ({got_kb:.0f} из {expected_kb:.0f} КБ); "
             "полная запись есть на АТС."
         ),
-        "system.subject_prefix": "Оповещение АТС",
         "alert.subject": "Оповещение АТС: уведомление ({kind}) не доставлено",
         "alert.body": (
             "Уведомление не удалось доставить; оно сохранено в папке failed/ очереди.\n\n"

@@ -52,13 +52,10 @@ def render(kind: str, settings: Settings, values: Mapping[str, str]) -> Rendered
 
 def render_test(settings: Settings, lang: str) -> Rendered:
     s = settings.smtp
-    try:
-        ep = s.endpoint()
-        host, port, enc = ep.host, ep.port, ep.encryption
-    except ValueError:
-        host, port, enc = s.host, s.port, s.encryption
+    ep = s.shown_endpoint()
     auth = s.username if s.username else i18n.text(lang, "test.no_auth")
-    body = i18n.text(lang, "test.body", host=host, port=port, encryption=enc, auth=auth)
+    body = i18n.text(lang, "test.body", host=ep.host, port=ep.port, encryption=ep.encryption,
+                     auth=auth)
     return Rendered(i18n.text(lang, "test.subject"), body)
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 import wave
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 
-from mikotui import message, routing, templates
+from mikotui import asterisk, message, routing, templates
 from mikotui.config import Settings
 from mikotui.message import Attachment, Rendered
 
@@ -56,9 +57,9 @@ def build(kind: str, settings: Settings, lang: str | None = None) -> Preview:
     if kind == "missed":
         return Preview(kind, rendered, routing.missed_call(settings, values["NOTIFICATION_TO"]),
                        (), unknown)
-    recording = Attachment(
-        f"voicemail-{values['VM_DATE'][:10]}-{values['VM_CALLER_NUM']}.wav",
-        "audio/x-wav", sample_recording())
+    when = datetime.strptime(values["VM_DATE"], "%Y-%m-%d %H:%M:%S")
+    recording = Attachment(asterisk.recording_name(values, when), "audio/x-wav",
+                           sample_recording())
     attachments, note = message.fit_attachment(
         recording, settings.voicemail.max_attachment_mb, lang)
     rendered = message.with_note(rendered, note)
@@ -71,7 +72,7 @@ def as_text(preview: Preview, settings: Settings) -> str:
     msg = preview.message(settings)
     lines = [f"{h}: {msg[h]}" for h in ("From", "To", "Subject")]
     for att in preview.attachments:
-        lines.append(f"Attachment: {att.filename} ({_size(len(att.data))}, {att.content_type})")
+        lines.append(f"Attachment: {attachment_line(att)}")
     lines.append("")
     lines.append(preview.rendered.text)
     for part, tokens in preview.unknown.items():
@@ -81,6 +82,11 @@ def as_text(preview: Preview, settings: Settings) -> str:
 
 def as_html(preview: Preview) -> str:
     return message.html_text(preview.rendered.text)
+
+
+def attachment_line(att: Attachment) -> str:
+    """How an attachment is shown in place of its bytes."""
+    return f"{att.filename} ({_size(len(att.data))}, {att.content_type})"
 
 
 def _size(n: int) -> str:

@@ -701,7 +701,7 @@ class Connection:
         if t is not None:
             t.add("**", f"{kind}: {f'{code} ' if code else ''}{message}")
         if variant == "" and kind in ("timeout", "tls_handshake") and self.endpoint:
-            variant = _port_mistake(self.endpoint)
+            variant = self.endpoint.port_mistake()
         return SmtpFailure(kind, message, code, variant=variant, endpoint=self.endpoint,
                            transcript=t, refused=refused)
 
@@ -764,14 +764,6 @@ def _coded_kind(code: int, kind_5xx: str) -> str:
 def _needs_app_password(host: str) -> bool:
     host = host.lower().rstrip(".")
     return any(host == d or host.endswith("." + d) for d in APP_PASSWORD_HOSTS)
-
-
-def _port_mistake(ep: config.Endpoint) -> str:
-    if ep.port == 465 and ep.encryption != "ssl":
-        return "tls_port"
-    if ep.port in (25, 587) and ep.encryption == "ssl":
-        return "plain_port"
-    return ""
 
 
 def _mode_name(encryption: str) -> str:

@@ -298,10 +298,10 @@ def test_port_mistakes_are_named_in_the_hint() -> None:
     from mikotui.config import Endpoint
 
     for port, enc, word in ((465, "starttls", "ssl"), (587, "ssl", "starttls")):
-        variant = smtp._port_mistake(Endpoint("smtp.example.com", port, enc))
+        variant = Endpoint("smtp.example.com", port, enc).port_mistake()
         f = SmtpFailure("timeout", "no answer", variant=variant)
         assert str(port) in f.hint("en") and word in f.hint("en") and str(port) in f.hint("ru")
-    assert smtp._port_mistake(Endpoint("smtp.example.com", 587, "starttls")) == ""
+    assert Endpoint("smtp.example.com", 587, "starttls").port_mistake() == ""
 
 
 async def test_events_end_with_done_on_failure(settings: Settings) -> None:

@@ -142,7 +142,7 @@ def _kept(spool, entry, why: str) -> int:
     as for a stored one (0: durably queued)."""
     try:
         now = spool.find(entry.id)
-    except OSError:
+    except (OSError, ValueError):  # the disk that just failed: say where it was
         now = entry
     if now is None:  # settled (sent, or dropped) before the failure
         print(f"mikotui: {why} (after {entry.id} had left the spool: nothing waits)",
@@ -150,7 +150,9 @@ def _kept(spool, entry, why: str) -> int:
         return 0
     if now.state == "failed":
         print(f"mikotui: {why}; kept in {now.path}: {now.meta.failed_reason}", file=sys.stderr)
-        return os.EX_DATAERR if now.meta.stage == "raw" else os.EX_UNAVAILABLE
+        if now.meta.stage != "raw":
+            return os.EX_UNAVAILABLE
+        return os.EX_DATAERR if now.meta.size else os.EX_NOINPUT
     print(f"mikotui: {why}; kept in {now.path}; `mikotui deliver` sends it", file=sys.stderr)
     return 0
 

@@ -47,12 +47,11 @@ def port_hint(settings: Settings) -> tuple[str, dict[str, object]] | None:
         ep = settings.smtp.endpoint()
     except ValueError:
         return None
-    if ep.port == 465 and ep.encryption != "ssl":
+    mistake = ep.port_mistake()
+    if mistake == "tls_port":
         return "hint.465", {"enc": ep.encryption}
-    if ep.port == 587 and ep.encryption == "ssl":
-        return "hint.587", {}
-    if ep.port == 25 and ep.encryption == "ssl":
-        return "hint.25", {}
+    if mistake == "plain_port":
+        return f"hint.{ep.port}", {}
     return None
 
 

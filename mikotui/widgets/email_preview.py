@@ -15,10 +15,6 @@ UNKNOWN_STYLE = "bold white on red"
 _SECTION = {"missed": "missed_call", "voicemail": "voicemail"}
 
 
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} kB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MB"
-
-
 def render_preview(kind: str, settings: Settings, lang: str) -> Text:
     """One Rich Text of the preview; pure, so it is measured in bench/."""
     built = preview.build(kind, settings, lang)
@@ -35,7 +31,7 @@ def render_preview(kind: str, settings: Settings, lang: str) -> Text:
     header("to", to)
     header("subject", built.rendered.subject, marked=True)
     for att in built.attachments:
-        header("attachment", f"{att.filename} ({_size(len(att.data))}, {att.content_type})")
+        header("attachment", preview.attachment_line(att))
     out.append("─" * 20 + "\n", style="dim")
     out.append_text(_marked(built.rendered.text, known))
     for part, tokens in built.unknown.items():
