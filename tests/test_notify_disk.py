@@ -92,6 +92,19 @@ def test_a_full_disk_while_the_voicemail_is_written_keeps_every_byte(tmp_path, s
     assert set(got.rcpt_tos) == {"smith@pbx.test", VOICEMAIL}
 
 
+def test_a_full_disk_keeps_every_byte_of_input_over_the_limit_too(tmp_path, server, rescue):
+    """Past 50 MB stdin is not held in memory: the rest is copied after
+    what was, into the rescue file as into the spool."""
+    conf = write(tmp_path, settings_for(tmp_path, server.port))
+    big = b"X-Asterisk-CallerID: 1\n\n" + b"A" * (50 * 1024 * 1024) + b"the end\n"
+    r = run_with_fault("raw.eml:ENOSPC", "--config", conf, "notify", "voicemail",
+                       input=big, env={"TMPDIR": str(rescue)})
+    assert r.returncode == 73, r.stderr_text
+    [kept] = rescue.iterdir()
+    assert kept.stat().st_size == len(big) and kept.read_bytes() == big
+    assert f"voicemail kept in {kept};" in r.stderr_text and "lost" not in r.stderr_text
+
+
 def test_a_full_disk_with_a_broken_config_keeps_every_byte(tmp_path, rescue):
     conf = tmp_path / "mikotui.toml"
     conf.write_text("[smtp\n")
