@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test fuzz install lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ var/mikotui.toml:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The property tests with fresh random cases and FUZZ_FACTOR (10) times as many
+# as CI tries; a failure prints the case to pin with @example.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m hypothesis
 
 lint: $(STAMP)
 	$(BIN)/ruff check mikotui tests bench

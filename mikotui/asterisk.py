@@ -251,19 +251,54 @@ def _subject_values(msg: EmailMessage) -> dict[str, str]:
 
 # --- values --------------------------------------------------------------------
 
-_CALLERID = re.compile(r'^\s*(?:"(?P<q>(?:[^"\\]|\\.)*)"|(?P<n>[^<]*?))\s*<(?P<num>[^>]*)>\s*$')
+def _blank_stripped(text: str) -> str:
+    # ast_strip: Asterisk's "blank" is any character up to and including space.
+    return text.strip("".join(map(chr, range(33))))
+
+
+def _quotes_stripped(text: str) -> str:
+    """ast_strip_quoted(s, "\"", "\""): one pair of surrounding quotes off."""
+    text = _blank_stripped(text)
+    return text[1:-1] if text[:1] == '"' and text[-1:] == '"' else text
+
+
+def _unescaped(text: str) -> str:
+    """ast_unescape_quoted: a backslash keeps the character after it."""
+    return re.sub(r"\\(.)|\\$", lambda m: m.group(1) or "", text, flags=re.DOTALL)
 
 
 def split_callerid(callerid: str) -> tuple[str, str]:
-    """`"Name" <num>` / `Name <num>` / `num` -> (name, number)."""
-    callerid = one_line(callerid)
-    m = _CALLERID.match(callerid)
-    if m:
-        name = m.group("q") if m.group("q") is not None else (m.group("n") or "")
-        return one_line(name.replace('\\"', '"')), one_line(m.group("num"))
-    if re.fullmatch(r"[+\d*#\s()-]+", callerid):
-        return "", callerid.strip()
-    return callerid, ""
+    """`"Name" <num>` / `Name <num>` / `num` -> (name, number), the way
+    Asterisk's own ast_callerid_parse (main/callerid.c) splits it: the number
+    is inside the LAST `<` (and the last `>` after it), whatever quotes or
+    brackets the name holds; without brackets, a phone number (after dropping
+    `( )-` and non-final dots, as ast_shrink_phone_number does) is a number,
+    anything else a name. Unlike Asterisk, nothing is cut at 255 characters."""
+    instr = _quotes_stripped(one_line(callerid))
+    quoted = instr != _blank_stripped(one_line(callerid))
+    if "<" in instr:
+        name, _, location = instr.rpartition("<")
+        location = location.rpartition(">")[0] if ">" in location else location
+        return one_line(_unescaped(_quotes_stripped(name))), one_line(location)
+    shrunk = _shrunk_number(instr)
+    if not quoted and shrunk and re.fullmatch(r"[0-9*#+]+", shrunk):
+        return "", shrunk
+    return one_line(_unescaped(_quotes_stripped(instr))), ""
+
+
+def _shrunk_number(text: str) -> str:
+    """ast_shrink_phone_number: `(`, `)`, spaces, a `-` outside [brackets]
+    and a `.` that is not the last character are dropped."""
+    out, bracketed = [], 0
+    for i, c in enumerate(text):
+        if c == "[":
+            bracketed += 1
+        elif c == "]":
+            bracketed -= 1
+        elif c == "-" and not bracketed or c == "." and i < len(text) - 1 or c in "( )":
+            continue
+        out.append(c)
+    return "".join(out)
 
 
 def _complete(values: dict[str, str], msg: EmailMessage, date: datetime | None) -> dict[str, str]:

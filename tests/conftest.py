@@ -13,8 +13,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from mikotui import config
+
+# Property tests: `make test` and CI run the same cases every time
+# (derandomized, no example database), so a fresh clone never fails on a case
+# nobody has seen; `make fuzz` (HYPOTHESIS_PROFILE=fuzz) searches afresh with
+# more examples, keeping what it finds in .hypothesis/ to replay next time.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                                     print_blob=True)
+hypothesis_settings.register_profile("fuzz", derandomize=False, deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
+FUZZ_FACTOR = int(os.environ.get("FUZZ_FACTOR", "10")) if HYPOTHESIS_PROFILE == "fuzz" else 1
+
+
+def examples(ci: int) -> int:
+    """A property's number of cases: `ci` in CI, FUZZ_FACTOR times that in `make fuzz`."""
+    return ci * FUZZ_FACTOR
 
 ROOT = Path(__file__).resolve().parent.parent
 # The fixtures shipped beside the project (CI has them too); a copy in

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import FIXTURES
-from hypothesis import given, settings
+from conftest import FIXTURES, examples
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mikotui import asterisk
@@ -70,9 +70,14 @@ def test_not_a_voicemail(raw: bytes):
     ('"Alexey Portnov" <101>', ("Alexey Portnov", "101")),
     ("Alexey <101>", ("Alexey", "101")),
     ("<101>", ("", "101")),
-    ("+7 (926) 123-45-67", ("", "+7 (926) 123-45-67")),
+    ("+7 (926) 123-45-67", ("", "+79261234567")),  # shrunk, as Asterisk does
     ('"A \\"B\\" C" <5>', ('A "B" C', "5")),
     ("Unknown", ("Unknown", "")),
+    ('"<"" <0>', ('<"', "0")),  # the number is in the last <...>
+    ('"x <1>" <2>', ("x <1>", "2")),
+    ('"Anna" <203', ("Anna", "203")),  # a missing > is tolerated
+    ('"201"', ("201", "")),  # quoted: a name, even when it looks like a number
+    ("", ("", "")),
 ])
 def test_split_callerid(callerid: str, expected: tuple[str, str]):
     assert asterisk.split_callerid(callerid) == expected
@@ -85,8 +90,10 @@ def _key_value_mail(name: str, num: str) -> bytes:
             "Content-Type: text/plain; charset=UTF-8\n\n" + body).encode()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=60), st.from_regex(r"\+?[0-9]{1,15}", fullmatch=True))
+@example('<"', "0")  # once split as ('', '"" <0'): the number is in the LAST <...>
+@example('a" <1>', "2")
 def test_any_caller_name_gives_one_line_values(name: str, num: str):
     """Whatever a caller ID holds, no value carries a line break or control
     character on toward a header, and the mailbox is never overridden."""
