@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from mikotui import notify, smtp
+from mikotui import log, notify, smtp
 from mikotui.config import ConfigError, Settings
 from mikotui.spool import Entry, Owner, Spool
 
@@ -66,7 +66,7 @@ class Courier:
         """Send with these settings from the next batch on."""
         self.settings = settings
         if not settings.notifications.enabled:
-            notify.record(self.spool, event="paused", reason="notifications.enabled = false",
+            log.record(self.spool, event="paused", reason="notifications.enabled = false",
                           kept=len(list(self.spool.entries("queue"))))
         ep = settings.smtp.shown_endpoint()
         self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
@@ -204,7 +204,7 @@ class Courier:
     def _log(self, entry: Entry, *, result: str, status=None, error: str = "",
              **extra: object) -> None:
         meta = entry.meta
-        notify.record(self.spool, id=meta.id, kind=meta.kind, host=self.host, tls=self.tls,
+        log.record(self.spool, id=meta.id, kind=meta.kind, host=self.host, tls=self.tls,
                       recipients=",".join(meta.recipients), size=meta.size,
                       attempt=meta.attempts + (1 if result == "sent" else 0),
                       smtp_status=status, error=error, result=result, **extra)
@@ -335,10 +335,10 @@ class ConfigFile:
         try:
             settings = self.load()
         except (ConfigError, OSError) as exc:
-            notify.record(spool, event="config", config=self.path, result="kept the last good",
+            log.record(spool, event="config", config=self.path, result="kept the last good",
                           error=str(exc))
             return None
-        notify.record(spool, event="config", config=self.path, result="reloaded")
+        log.record(spool, event="config", config=self.path, result="reloaded")
         return settings
 
 
@@ -356,7 +356,7 @@ def watch(settings: Settings, spool: Spool, *, batch: int = BATCH,
 
 async def _watch(courier: Courier, batch: int, config_file: ConfigFile | None = None) -> Report:
     stop = _stop_on_signals()
-    notify.record(courier.spool, event="watching", path=courier.spool.root)
+    log.record(courier.spool, event="watching", path=courier.spool.root)
     report = Report()
     spool = courier.spool
     last_recover = last_scan = 0.0
@@ -381,6 +381,6 @@ async def _watch(courier: Courier, batch: int, config_file: ConfigFile | None = 
             await asyncio.wait_for(stop.wait(), POLL)
         except TimeoutError:
             pass
-    notify.record(courier.spool, event="stopped", sent=report.sent,
+    log.record(courier.spool, event="stopped", sent=report.sent,
                   deferred=report.deferred, failed=report.failed)
     return report

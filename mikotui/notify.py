@@ -7,12 +7,11 @@ Nothing here talks SMTP or imports asyncio: this is the enqueue path.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from mikotui import i18n, message, routing
+from mikotui import i18n, log, message, routing
 from mikotui.config import Settings
 from mikotui.spool import Entry, Meta, Spool, new_id
 
@@ -158,42 +157,6 @@ def alert_failed(settings: Settings, spool: Spool, failed: Meta) -> Entry | None
     if prepared is None:
         return None
     entry = spool.enqueue(prepared.meta(), prepared.data)
-    record(spool, id=entry.id, kind=ALERT, event="queued", about=failed.id,
-           recipients=",".join(prepared.recipients))
+    log.record(spool, id=entry.id, kind=ALERT, event="queued", about=failed.id,
+               recipients=",".join(prepared.recipients))
     return entry
-
-
-# --- the log ---------------------------------------------------------------------
-
-def warn_exposed_password(settings: Settings, spool: Spool | None) -> None:
-    """msmtp refuses a config whose secret others can read; refusing here
-    would lose the notification, so every run says it in the log instead."""
-    from mikotui import config
-
-    if settings.smtp.password and config._readable_by_others(settings.path):
-        record(spool, event="warning", config=settings.path,
-               problem=f"holds the SMTP password and others can read it "
-                       f"(chmod 600 {settings.path})")
-
-
-def record(spool: Spool | None, **fields: object) -> str:
-    """One key=value line (msmtp-style) to stderr and <spool>/mikotui.log.
-    Callers pass no secrets; values are made one line and quoted when needed."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    parts = [f"time={stamp}"]
-    for key, value in fields.items():
-        if value is None or value == "":
-            value = "-"
-        text = message.one_line(str(value))
-        if not text or any(c in text for c in ' "=\\'):
-            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        parts.append(f"{key}={text}")
-    line = " ".join(parts)
-    print(f"mikotui: {line}", file=sys.stderr, flush=True)
-    if spool is not None:
-        try:
-            spool.log(line)
-        except OSError as exc:
-            print(f"mikotui: cannot write {spool.root}/mikotui.log: {exc.strerror}",
-                  file=sys.stderr)
-    return line

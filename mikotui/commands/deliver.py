@@ -18,7 +18,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mikotui import config, deliver, i18n
+    from mikotui import config, deliver, i18n, log
     from mikotui.spool import Spool, SpoolError
 
     path = config.resolve_path(args.config)
@@ -31,9 +31,7 @@ def run(args: argparse.Namespace) -> int:
     spool = Spool(settings.spool_dir(), settings.spool.max_age_hours)
     try:
         spool.ensure()
-        from mikotui.notify import warn_exposed_password
-
-        warn_exposed_password(settings, spool)
+        log.warn_exposed_password(settings, spool)
         if args.watch:
             report = deliver.watch(settings, spool, config_file=deliver.ConfigFile(path, load))
         else:

@@ -1,0 +1,409 @@
+"""One PBX event in: made durable in the spool before anything can fail,
+then (unless queue_only) delivered at once. A server that is down leaves it
+queued and the result is still 0 (sysexits, DESIGN §3); a spool that can't
+be written still lets a missed call or system alert out if the server takes
+it now. Only the delivery step imports asyncio/SMTP.
+
+`mikotui notify` is an argparse layer over `run`; the TUI can call it too.
+Problems a person can act on are printed as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+
+if TYPE_CHECKING:
+    from mikotui.config import Settings
+    from mikotui.deliver import Report
+    from mikotui.notify import MissedCall, Prepared
+    from mikotui.spool import Entry, Meta, Owner, Spool
+
+
+@dataclass(frozen=True)
+class SystemAlert:
+    subject: str
+    text: str | None = None  # None: read from stdin
+
+
+@dataclass(frozen=True)
+class Voicemail:
+    """The email Asterisk pipes to mailcmd comes on stdin."""
+
+    missed_by: tuple[str, ...] = ()  # extensions that missed the call
+
+
+if TYPE_CHECKING:
+    Event = MissedCall | SystemAlert | Voicemail
+
+
+def kind_of(event: Event) -> str:
+    if isinstance(event, SystemAlert):
+        return "system"
+    if isinstance(event, Voicemail):
+        return "voicemail"
+    return "missed"
+
+
+def run(event: Event, *, config_path: str | None = None,
+        lang: str | None = None, queue_only: bool = False,
+        stdin: BinaryIO | None = None) -> int:
+    """Take one event in; returns the exit code. `stdin`: piped input (the
+    voicemail, or the alert's text), None when nothing is piped."""
+    from mikotui import config, i18n, log
+    from mikotui.notify import MissedCall
+    from mikotui.spool import Spool, SpoolError
+
+    kind = kind_of(event)
+    path = config.resolve_path(config_path)
+    # Read before anything can fail: from here on the bytes are ours alone
+    # (Asterisk deletes its copy), and every path below keeps these bytes.
+    piped = _read_piped(stdin) if isinstance(event, Voicemail) else None
+    try:
+        settings = config.load(path)
+    except config.ConfigError:
+        if piped is not None:
+            _keep_voicemail(path, piped)
+        raise
+    language = i18n.language(lang, settings.ui.language)
+    settings = config.with_language(settings, language)
+    intake = _Intake(settings, Spool(settings.spool_dir(), settings.spool.max_age_hours),
+                     queue_only)
+    spool = intake.spool
+    prepared = None
+    try:
+        spool.ensure()
+        log.warn_exposed_password(settings, spool)
+        if not settings.notifications.enabled:
+            log.record(spool, kind=kind, event="dropped",
+                       reason="notifications are switched off")
+            return 0
+        if isinstance(event, Voicemail):
+            return intake.voicemail(event, language, piped)
+        prepared = _prepare(event, settings, stdin)
+        if prepared is None:
+            return os.EX_USAGE
+        if not prepared.recipients:
+            why = ("no usable employee email for the called extension, no general missed-call "
+                   "address" if kind == "missed" else "notifications.admin_email is empty")
+            about = {"called": event.called} if isinstance(event, MissedCall) else {}
+            log.record(spool, kind=kind, event="dropped", **about,
+                       reason=f"nobody to send it to ({why})")
+            return 0
+        if queue_only:
+            entry = spool.enqueue(prepared.meta(), prepared.data)
+            log.record(spool, id=entry.id, kind=entry.meta.kind, event="queued",
+                       recipients=",".join(prepared.recipients), size=entry.meta.size)
+            return 0
+        return intake.store_and_send(prepared.meta(), prepared.data)
+    except (SpoolError, OSError) as exc:
+        # Only failures before the entry was stored get here (`store_and_send`
+        # handles those after): nothing is in the spool, so nothing is sent twice.
+        why = _spool_problem(spool, exc)
+        if kind == "voicemail" or queue_only or not settings.notifications.enabled:
+            print(f"mikotui: {why}", file=sys.stderr)
+            if piped is not None:
+                _rescue_voicemail(path, piped)
+            return os.EX_CANTCREAT
+        assert not isinstance(event, Voicemail)
+        prepared = prepared or _prepare(event, settings, stdin)
+        if prepared is None:
+            return os.EX_USAGE
+        return 0 if _send_without_spool(settings, prepared, why) else os.EX_CANTCREAT
+
+
+class _Intake:
+    """The steps after the settings loaded, for one event."""
+
+    def __init__(self, settings: Settings, spool: Spool, queue_only: bool) -> None:
+        self.settings, self.spool, self.queue_only = settings, spool, queue_only
+
+    def store_and_send(self, meta: Meta, data: bytes, *,
+                       tail: _Rest | None = None) -> int:
+        """Store the entry as this process's claim, then send it (a raw
+        voicemail is parsed first). A spool failure after the entry is stored
+        must neither send it again nor rescue it elsewhere: it is durable,
+        and `mikotui deliver` sends it."""
+        from mikotui.spool import SpoolError
+
+        owner = self.spool.owner()
+        try:
+            entry = self.spool.enqueue(meta, data, tail=tail, owner=owner)
+        except BaseException:
+            owner.close()
+            raise
+        try:
+            if entry.meta.stage == "raw":
+                return self._ready_and_send(owner, entry)
+            return self._deliver_now(owner, entry)
+        except (SpoolError, OSError) as exc:
+            return _kept(self.spool, entry, _spool_problem(self.spool, exc))
+        finally:
+            with contextlib.suppress(OSError):  # the kernel drops the lock at exit anyway
+                owner.close()
+
+    def voicemail(self, event: Voicemail, lang: str, piped: _Piped | None) -> int:
+        """Raw bytes into the spool first (Asterisk deletes its copy and
+        ignores our exit code), then parsing."""
+        import time
+
+        from mikotui import notify
+        from mikotui.spool import Meta, new_id
+
+        if piped is None:
+            print("mikotui: pipe the voicemail email on stdin (Asterisk's mailcmd does)",
+                  file=sys.stderr)
+            return os.EX_USAGE
+        missed_by = tuple(e.strip() for e in event.missed_by if e.strip())
+        meta = Meta(id=new_id(), kind=notify.VOICEMAIL, created=time.time(), stage="raw",
+                    event={"missed_by": list(missed_by), "lang": lang})
+        return self.store_and_send(meta, piped.head, tail=piped.rest)
+
+    def _ready_and_send(self, owner: Owner, entry: Entry) -> int:
+        """Parse a stored raw voicemail, then send it (or queue it)."""
+        from mikotui import log, notify
+
+        settings, spool = self.settings, self.spool
+        log.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="received",
+                   size=entry.meta.size)
+        entry, error = notify.ready_voicemail(settings, spool, entry)
+        if error:
+            log.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="failed",
+                       error=error, kept=entry.path)
+            alert = notify.alert_failed(settings, spool, entry.meta)
+            if alert is not None and not self.queue_only:
+                self._deliver_queued(owner, alert.id)
+            if not entry.meta.size:  # nothing came: input missing, not bad input
+                print(f"mikotui: no voicemail email on stdin (recorded in {entry.path})",
+                      file=sys.stderr)
+                return os.EX_NOINPUT
+            print(f"mikotui: voicemail not readable, kept in {entry.path}: {error}",
+                  file=sys.stderr)
+            return os.EX_DATAERR
+        if not entry.meta.recipients:
+            log.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="dropped",
+                       reason="nobody to send it to")
+            spool.done(entry)
+            return 0
+        if self.queue_only:
+            entry = spool.release(entry)
+            log.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="queued",
+                       recipients=",".join(entry.meta.recipients), size=entry.meta.size)
+            return 0
+        return self._deliver_now(owner, entry)
+
+    def _deliver_now(self, owner: Owner, entry: Entry) -> int:
+        from mikotui import deliver, log
+
+        report = deliver.deliver_entries(self.settings, self.spool, owner, [entry])
+        if report.failed:
+            return os.EX_UNAVAILABLE
+        if report.released:
+            log.record(self.spool, id=entry.id, kind=entry.meta.kind, event="queued",
+                       reason="stopped by a signal before sending")
+        if report.deferred or report.released:
+            print("mikotui: queued, will retry" + _setup_hint(report), file=sys.stderr)
+        return 0
+
+    def _deliver_queued(self, owner: Owner, entry_id: str) -> None:
+        """Best effort: send the administrator's alert now; if not, it waits."""
+        from mikotui import deliver
+
+        entry = self.spool.claim(entry_id, owner)
+        if entry is not None:
+            deliver.deliver_entries(self.settings, self.spool, owner, [entry])
+
+
+def _setup_hint(report: Report) -> str:
+    if not report.setup_problem:
+        return ""
+    return (f"; but the SMTP settings look wrong ({report.setup_problem}): "
+            "`mikotui test-email` shows why")
+
+
+def _spool_problem(spool: Spool, exc: Exception) -> str:
+    from mikotui.spool import SpoolError
+
+    if isinstance(exc, SpoolError):
+        return str(exc)
+    return f"spool {spool.root}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _kept(spool: Spool, entry: Entry, why: str) -> int:
+    """Say where a stored entry is after a later step failed, and exit
+    as for a stored one (0: durably queued)."""
+    try:
+        now = spool.find(entry.id)
+    except (OSError, ValueError):  # the disk that just failed: say where it was
+        now = entry
+    if now is None:  # settled (sent, or dropped) before the failure
+        print(f"mikotui: {why} (after {entry.id} had left the spool: nothing waits)",
+              file=sys.stderr)
+        return 0
+    if now.state == "failed":
+        print(f"mikotui: {why}; kept in {now.path}: {now.meta.failed_reason}", file=sys.stderr)
+        if now.meta.stage != "raw":
+            return os.EX_UNAVAILABLE
+        return os.EX_DATAERR if now.meta.size else os.EX_NOINPUT
+    print(f"mikotui: {why}; kept in {now.path}; `mikotui deliver` sends it", file=sys.stderr)
+    return 0
+
+
+def _send_without_spool(settings: Settings, prepared: Prepared, why: str) -> bool:
+    """The spool can't be written (a full or read-only disk): a missed call,
+    or the system alert about that very disk, still goes out if the server
+    takes it now. Nothing is kept if it doesn't, and the line says so."""
+    import asyncio
+    import email
+
+    from mikotui import smtp
+
+    if not prepared.recipients:
+        return True
+    msg = email.message_from_bytes(prepared.data)
+    to = ",".join(prepared.recipients)
+    try:
+        result = asyncio.run(smtp.send_message(settings.smtp, msg, list(prepared.recipients)))
+    except smtp.SmtpFailure as exc:
+        print(f"mikotui: {why}; the {prepared.kind} notification to {to} is lost: the "
+              f"server did not take it either: {exc}", file=sys.stderr)
+        return False
+    if result.refused:
+        refused = ", ".join(f"{a}: {c} {m}" for a, (c, m) in result.refused.items())
+        print(f"mikotui: {why}; sent without it, but refused for {refused}", file=sys.stderr)
+        return False
+    print(f"mikotui: {why}; sent without the spool to {to} (fix it: meanwhile nothing "
+          "can wait for a retry)", file=sys.stderr)
+    return True
+
+
+def _prepare(event: MissedCall | SystemAlert, settings: Settings,
+             stdin: BinaryIO | None) -> Prepared | None:
+    """The event as a ready message, or None after saying what is wrong with it."""
+    from mikotui import notify
+
+    if isinstance(event, notify.MissedCall):
+        if not _valid_date(event.date):
+            print(f"mikotui: --date {event.date!r} is not 'YYYY-MM-DD HH:MM:SS' "
+                  "(e.g. '2026-11-26 14:03:12')", file=sys.stderr)
+            return None
+        if not event.duration.strip().isdigit():
+            print(f"mikotui: --duration {event.duration!r} is not whole seconds (e.g. 23)",
+                  file=sys.stderr)
+            return None
+        return notify.missed_call(settings, event)
+    if not event.subject.strip():
+        print("mikotui: --subject is empty; say what the alert is about", file=sys.stderr)
+        return None
+    text = event.text
+    if text is None:
+        if stdin is None:
+            print("mikotui: give --message or the text on stdin", file=sys.stderr)
+            return None
+        text = stdin.read().decode("utf-8", "replace")
+    return notify.system(settings, event.subject, text)
+
+
+def _valid_date(text: str) -> bool:
+    from datetime import datetime
+
+    try:
+        return not text or bool(datetime.strptime(text, "%Y-%m-%d %H:%M:%S"))
+    except ValueError:
+        return False
+
+
+# --- the voicemail's bytes, kept whatever fails --------------------------------------
+
+class _Rest:
+    """stdin past MAX_INPUT (refused anyway, but kept): copied, never held
+    in memory; counts what was read of it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.taken = 0
+
+    def read(self, size: int) -> bytes:
+        chunk = self.stream.read(size)
+        self.taken += len(chunk)
+        return chunk
+
+
+class _Piped(NamedTuple):
+    head: bytes  # all of it, unless over MAX_INPUT
+    rest: _Rest | None
+
+
+def _read_piped(stdin: BinaryIO | None) -> _Piped | None:
+    """The voicemail on stdin, read once into memory (the parser needs it
+    there anyway): the spool and the rescue file both write these bytes,
+    so a failed write loses none. None when nothing is piped."""
+    from mikotui.asterisk import MAX_INPUT
+
+    if stdin is None:
+        return None
+    head = stdin.read(MAX_INPUT + 1)
+    return _Piped(head, _Rest(stdin) if len(head) > MAX_INPUT else None)
+
+
+def _keep_voicemail(path: Path, piped: _Piped) -> None:
+    """The config can't be read, but Asterisk deletes its copy of the
+    voicemail: keep it in failed/ of the default spool beside that config,
+    with the command that feeds it back once the config is fixed (whatever
+    spool the fixed config names)."""
+    import time
+
+    from mikotui import config
+    from mikotui.spool import Meta, Spool, SpoolError, new_id
+
+    again = f"mikotui --config {shlex.quote(str(path))} notify voicemail <"
+    try:
+        spool = Spool(config.Settings(path=path).spool_dir()).ensure()
+        meta = Meta(id=new_id(), kind="voicemail", created=time.time(), stage="raw")
+        with spool.owner() as owner:
+            entry = spool.enqueue(meta, piped.head, tail=piped.rest, owner=owner)
+            entry = spool.fail(entry, f"config error in {path}; fix it, then "
+                                      f"`{again} raw.eml` (the file beside this one)")
+    except (SpoolError, OSError) as exc:
+        print(f"mikotui: cannot keep the voicemail in the spool: "
+              f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        _rescue_voicemail(path, piped)
+        return
+    print(f"mikotui: voicemail kept in {entry.message_path()}; once the config is fixed: "
+          f"{again} {shlex.quote(str(entry.message_path()))}", file=sys.stderr)
+
+
+def _rescue_voicemail(config_path: Path, piped: _Piped) -> None:
+    """The spool can't be used, and Asterisk deletes its copy the moment we
+    exit: the voicemail goes to a private file in $TMPDIR (else /var/tmp,
+    which survives a reboot), for a person to feed back in."""
+    import tempfile
+
+    from mikotui.asterisk import MAX_INPUT
+    from mikotui.durable import write_all
+
+    folder = os.environ.get("TMPDIR") or "/var/tmp"
+    lost = piped.rest.taken if piped.rest else 0  # copied into the failed spool write
+    try:
+        fd, name = tempfile.mkstemp(prefix="mikotui-voicemail-", suffix=".eml", dir=folder)
+        try:
+            write_all(fd, piped.head)
+            while piped.rest and (chunk := piped.rest.read(1 << 20)):
+                write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        print(f"mikotui: the voicemail is lost: cannot write to {folder} either: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return
+    gap = (f" (over the {MAX_INPUT // 2**20} MB limit; {lost} bytes after the first "
+           f"{len(piped.head)} were lost with the spool)" if lost else "")
+    print(f"mikotui: voicemail kept in {name}{gap}; once the spool works: "
+          f"mikotui --config {shlex.quote(str(config_path))} notify voicemail < "
+          f"{shlex.quote(name)}", file=sys.stderr)
