@@ -61,6 +61,19 @@ class Courier:
         self.owner = owner
         self.sweeper = ThreadPoolExecutor(1, thread_name_prefix="sweeper")
         self.use(settings)
+        self.new_run()
+
+    def new_run(self) -> None:
+        """One pass over what is due. Until a dial of the run reaches the
+        server, dials wait for each other; the first refused one is the
+        `outage`, and the rest of the run defers without dialling again (a
+        server that is down, with 20,000 queued, is dialled once). An entry
+        deferred in the run is not tried again in it (`tried`)."""
+        self.outage: smtp.SmtpFailure | None = None
+        self.reached = False
+        self.dialling = asyncio.Lock()
+        self.open_lanes = 0
+        self.tried: set[str] = set()
 
     def use(self, settings: Settings) -> None:
         """Send with these settings from the next batch on."""
@@ -93,23 +106,61 @@ class Courier:
         """Entries one after another over one connection."""
         if not pending:
             return
+        conn = smtp.Connection(self.settings.smtp, record=False)
         try:
-            async with smtp.Connection(self.settings.smtp, record=False) as conn:
-                while pending:
-                    if stop is not None and stop.is_set():
-                        break
-                    entry = pending.pop(0)
-                    if not await self._send(conn, entry, report):
-                        break  # the connection is gone: the rest waits
+            await self._dial(conn)
         except smtp.SmtpFailure as exc:
             for entry in pending:
                 self._defer(entry, report, exc.kind, exc.code, _describe(exc))
-            pending = []
             if exc.permanent:  # the settings, not the server's mood: say so
                 report.setup_problem = f"{exc.kind}: {_describe(exc)}"
+            return
+        self.open_lanes += 1
+        try:
+            while pending:
+                if stop is not None and stop.is_set():
+                    break
+                entry = pending.pop(0)
+                if not await self._send(conn, entry, report):
+                    break  # the connection is gone: the rest waits
+        finally:
+            self.open_lanes -= 1
+            await conn.close()
         for entry in pending:  # stopped, or the connection broke
             self.spool.release(entry)
             report.released += 1
+
+    async def _dial(self, conn: smtp.Connection) -> None:
+        """Open `conn`, or raise the run's outage without dialling (see
+        `new_run`). A dial refused while another lane is connected is that
+        lane's bad luck (a server's connection limit), not an outage."""
+        if self.reached:
+            await self._open(conn)
+            return
+        async with self.dialling:
+            if self.outage is not None:
+                raise self.outage
+            await self._open(conn)
+            self.reached = True
+
+    async def _open(self, conn: smtp.Connection) -> None:
+        try:
+            await conn.open()
+        except smtp.SmtpFailure as exc:
+            if not self.open_lanes:
+                self.outage = exc
+            raise
+
+    def settle_damaged(self, report: Report) -> None:
+        """Entries the spool found damaged go to failed/, each said once,
+        and the administrator is told; the rest keeps flowing."""
+        for path, reason in list(self.spool.damaged.items()):
+            entry = self.spool.quarantine(path, reason)
+            if entry is None:
+                continue  # another deliverer put it there first
+            report.failed += 1
+            self._log(entry, result="failed", error="damaged", detail=reason)
+            self._alert(entry, report)
 
     def _ready(self, entry: Entry, report: Report) -> Entry | None:
         """A raw voicemail is parsed first (its notify died before that)."""
@@ -176,6 +227,7 @@ class Courier:
 
     def _defer(self, entry: Entry, report: Report, kind: str, code: int | None,
                error: str) -> None:
+        self.tried.add(entry.id)
         settled = self.spool.defer(entry, error=error, code=code)
         if settled.state == "failed":
             report.failed += 1
@@ -277,8 +329,11 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None) -> Report:
     report = Report()
+    courier.new_run()
     while not (stop and stop.is_set()):
-        claimed = _claim(courier, courier.spool.due(), batch)
+        due = [i for i in courier.spool.due() if i not in courier.tried]
+        claimed = _claim(courier, due, batch)
+        courier.settle_damaged(report)
         if not claimed:
             break
         report.add(await courier.batch(claimed, stop))
@@ -289,9 +344,11 @@ async def _retry_waiting(courier: Courier, batch: int, stop: asyncio.Event) -> R
     """One attempt now for everything queued, whatever its retry time: the
     settings changed, so what failed with the old ones may go through."""
     report = Report()
+    courier.new_run()
     waiting = courier.spool.due(now=float("inf"))
     while waiting and not stop.is_set():
         claimed = _claim(courier, waiting[:batch], batch)
+        courier.settle_damaged(report)
         del waiting[:batch]
         report.add(await courier.batch(claimed, stop))
     return report

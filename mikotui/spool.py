@@ -27,7 +27,10 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -53,6 +56,12 @@ FIRST_RETRY = 60.0  # seconds
 MAX_RETRY = 3600.0
 JITTER = 0.2  # +-20 %, so retries after an outage don't all land at once
 PURGE_KEEP = 7 * 86400.0  # how long a purged entry can still be restored
+# Across a reboot only the wall clock says how long an entry waited, and a
+# clock jump looks the same as a long gap: no gap counts for more than this.
+MAX_GAP = 2 * MAX_RETRY
+# Names we give entries and owners; anything else in the spool is not ours.
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+_TOKEN = re.compile(r"[0-9]+-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -75,17 +84,97 @@ class Meta:
     refused: dict[str, str] = field(default_factory=dict)  # address -> "550 text"
     event: dict[str, Any] = field(default_factory=dict)  # what a raw entry needs to be parsed
     purged: float = 0.0  # when an operator purged it (0: not purged)
+    # The age that gives up on an entry is the time it spent being retried,
+    # summed attempt to attempt on the boot clock where it can be (a clock
+    # jump moves neither), so a jump never fails an entry nobody tried.
+    waited: float = 0.0  # seconds between its first attempt and its last
+    tried_at: float = 0.0  # wall clock of the last attempt
+    tried_boot: str = ""  # the boot that attempt was made in ...
+    tried_mono: float = 0.0  # ... and its CLOCK_BOOTTIME
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> Meta:
+        """Refuses (DamagedEntry, saying which field) anything we would not
+        have written: one such file must not stop the entries after it."""
+        raw = _json_object(data)
+        for key in ("id", "kind", "created"):
+            if key not in raw:
+                raise DamagedEntry(f'meta.json has no "{key}"')
+        return cls(**_checked(raw, strict=True))
+
+    @classmethod
+    def salvage(cls, data: bytes, entry_id: str, now: float) -> Meta:
+        """What can still be read of a damaged meta.json (the rest defaults),
+        for a person to look at and perhaps retry."""
+        try:
+            raw = _json_object(data)
+        except DamagedEntry:
+            raw = {}
+        fields = {"kind": "unknown", "created": now, **_checked(raw, strict=False)}
+        return cls(**{**fields, "id": entry_id})
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
         raw = json.loads(data)
-        raw["recipients"] = tuple(raw.get("recipients", ()))
-        raw["owed"] = tuple(raw.get("owed", ()))
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DamagedEntry(f"meta.json is not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise DamagedEntry("meta.json is not a JSON object")
+    return raw
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_texts(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# Each field of meta.json: the test its value must pass, and what it should be.
+_FIELDS: dict[str, tuple[Any, str]] = {
+    "id": (lambda v: isinstance(v, str) and bool(_ID.fullmatch(v)), "an entry id"),
+    "kind": (lambda v: isinstance(v, str), "text"),
+    "stage": (lambda v: v in ("ready", "raw"), '"ready" or "raw"'),
+    "recipients": (_is_texts, "a list of addresses"),
+    "owed": (_is_texts, "a list of addresses"),
+    "refused": (lambda v: isinstance(v, dict) and all(
+        isinstance(x, str) for x in (*v, *v.values())), "addresses and replies"),
+    "event": (lambda v: isinstance(v, dict), "an object"),
+    "size": (_is_count, "a whole number"),
+    "attempts": (_is_count, "a whole number"),
+    "last_code": (lambda v: v is None or _is_count(v), "a reply code"),
+    **{k: (lambda v: isinstance(v, str), "text")
+       for k in ("subject", "last_error", "failed_reason", "tried_boot")},
+    **{k: (_is_number, "a number")
+       for k in ("created", "next_attempt", "purged", "waited", "tried_at", "tried_mono")},
+}
+
+
+def _checked(raw: dict[str, Any], *, strict: bool) -> dict[str, Any]:
+    """The known fields of `raw` that hold what they should (lists made
+    tuples); strict: the first one that does not raises DamagedEntry."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            continue  # a field of another version: ignored, as before
+        test, what = _FIELDS[key]
+        if not test(value):
+            if strict:
+                shown = json.dumps(value, ensure_ascii=False)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                raise DamagedEntry(f'meta.json "{key}" is {shown}, not {what}')
+            continue
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,13 +196,18 @@ class Entry:
         return self.path / (RAW if self.meta.stage == "raw" else MESSAGE)
 
     def read_message(self) -> bytes:
-        return self.message_path().read_bytes()
+        return _read_file(self.message_path())
 
 
 class SpoolError(Exception):
     """An entry that is not there (any more), or a spool we cannot use."""
 
     exit_code = os.EX_CANTCREAT  # what a command exits with when nobody handled it
+
+
+class DamagedEntry(ValueError):
+    """An entry we did not write as it is (a hand, a broken disk, another
+    program): said once and put in failed/, never a reason to stop."""
 
 
 def new_id(now: float | None = None) -> str:
@@ -162,6 +256,9 @@ class Spool:
     def __init__(self, root: Path, max_age_hours: float = 120) -> None:
         self.root = Path(root)
         self.max_age = max_age_hours * 3600
+        # Entries found damaged while reading, path -> why: a deliverer puts
+        # them in failed/ (`quarantine`); a reader only says so, once.
+        self.damaged: dict[Path, str] = {}
 
     # --- setup ---------------------------------------------------------------
 
@@ -221,10 +318,11 @@ class Spool:
         """Ids in `queue/` whose next attempt has come, oldest first. Sets
         `wakeup`: the earliest next attempt of the rest (None: nothing waits)."""
         now = time.time() if now is None else now
+        clock = _boot_clock()
         out = []
         later = []
         for entry in self.entries("queue"):
-            if entry.meta.next_attempt <= now:
+            if _is_due(entry.meta, now, clock):
                 out.append(entry.id)
             else:
                 later.append(entry.meta.next_attempt)
@@ -247,7 +345,11 @@ class Spool:
             os.rename(src, dest)
         except FileNotFoundError:
             return None
-        return Entry(_read_meta(dest), dest)
+        try:
+            return _read_entry(dest)
+        except DamagedEntry as exc:
+            self.damaged[dest] = str(exc)  # ours now: the caller quarantines it
+            return None
 
     def done(self, entry: Entry, *, sync: bool = True, remove: bool = True) -> Path:
         """Delivered to everyone: out of the spool. With sync=False the
@@ -300,10 +402,13 @@ class Spool:
         """A temporary failure: try again later, or give up when too old."""
         now = time.time() if now is None else now
         attempts = entry.meta.attempts + 1
+        boot, mono = _boot_clock()
         meta = replace(entry.meta, attempts=attempts, last_error=error, last_code=code,
                        owed=entry.meta.owed if owed is None else owed,
-                       next_attempt=now + retry_delay(attempts))
-        if now - meta.created >= self.max_age:
+                       next_attempt=now + retry_delay(attempts),
+                       waited=entry.meta.waited + _since_last_try(entry.meta, now, (boot, mono)),
+                       tried_at=now, tried_boot=boot, tried_mono=mono)
+        if meta.waited >= self.max_age:
             hours = self.max_age / 3600
             return self.fail(entry, f"undelivered after {hours:g} h: {error}", meta=meta)
         entry = self.update(entry, meta)
@@ -325,6 +430,11 @@ class Spool:
         dead: dict[str, bool] = {}
         for path in _listdir(self.root / "active"):
             entry_id, _, token = path.name.partition("@")
+            if not (_ID.fullmatch(entry_id) and _TOKEN.fullmatch(token)):
+                # Not a claim of ours (a folder named "x@.." would have us
+                # open the spool itself as an owner's lock).
+                self._note_damaged(path, "not an entry name in active/")
+                continue
             if token not in dead:
                 dead[token] = self._owner_dead(token)
             if not dead[token]:
@@ -349,7 +459,7 @@ class Spool:
 
     def _owner_dead(self, token: str) -> bool:
         try:
-            fd = os.open(self.root / "owners" / token, os.O_RDWR)
+            fd = os.open(self.root / "owners" / token, os.O_RDWR | os.O_NOFOLLOW)
         except FileNotFoundError:
             return True  # an owner removes its file only after letting go
         try:
@@ -365,25 +475,57 @@ class Spool:
     # --- reading -------------------------------------------------------------
 
     def entries(self, state: str = "queue") -> Iterator[Entry]:
+        """The readable entries of `state`. A damaged one is noted in
+        `damaged` (and said once), never a reason to stop."""
         for path in sorted(_listdir(self.root / state)):
             try:
-                entry = Entry(_read_meta(path), path)
-            except (FileNotFoundError, NotADirectoryError):
+                entry = _read_entry(path)
+            except FileNotFoundError:
                 continue  # claimed or settled while we looked
-            except (ValueError, TypeError):
+            except DamagedEntry as exc:
                 # Never written by us (we rename whole entries in); someone's
-                # hand or a broken disk. Leave it for a person, keep going.
-                print(f"mikotui: unreadable spool entry {path}, skipped", file=sys.stderr)
+                # hand or a broken disk.
+                self._note_damaged(path, str(exc))
                 continue
             yield entry
+
+    def _note_damaged(self, path: Path, reason: str) -> None:
+        if path not in self.damaged:
+            print(f"mikotui: damaged spool entry {path}: {reason}", file=sys.stderr)
+        self.damaged[path] = reason
+
+    def quarantine(self, path: Path, reason: str, now: float | None = None) -> Entry | None:
+        """A damaged entry into failed/, its meta.json rewritten from what
+        can be read of it (the original kept beside as meta.json.damaged)
+        with the reason; None when it is gone already (another deliverer)."""
+        self.damaged.pop(path, None)
+        now = time.time() if now is None else now
+        name = path.name.partition("@")[0]
+        if not _ID.fullmatch(name) or (self.root / "failed" / name).exists():
+            name = new_id(now)
+        tmp = self.root / "tmp" / name
+        try:
+            if path.is_symlink() or not path.is_dir():
+                os.mkdir(tmp, 0o700)  # a stray file or link: kept inside an entry of its own
+                os.rename(path, tmp / "damaged")
+            else:
+                os.rename(path, tmp)
+        except FileNotFoundError:
+            return None
+        meta = _repair(tmp, name, now, failed_reason=f"damaged: {reason}")
+        dest = self.root / "failed" / name
+        os.rename(tmp, dest)
+        fsync_dir(dest.parent)
+        fsync_dir(path.parent)
+        return Entry(meta, dest)
 
     def find(self, entry_id: str) -> Entry | None:
         for state in ("queue", "failed", "active"):
             for path in _listdir(self.root / state):
                 if path.name.partition("@")[0] == entry_id:
                     try:
-                        return Entry(_read_meta(path), path)
-                    except FileNotFoundError:
+                        return _read_entry(path)
+                    except (FileNotFoundError, DamagedEntry):
                         return None
         return None
 
@@ -395,6 +537,10 @@ class Spool:
         if not src.exists():
             entry = self.claim(entry_id, owner)
             if entry is None:
+                dest = self._place(entry_id, owner)
+                if dest in self.damaged:
+                    self.quarantine(dest, reason := self.damaged[dest])
+                    raise SpoolError(f"{entry_id} is damaged ({reason}): put in failed/")
                 raise SpoolError(f"no queued or failed entry {entry_id}")
             entry = self.update(entry, replace(entry.meta, next_attempt=0.0))
             return self.release(entry)
@@ -411,7 +557,11 @@ class Spool:
             os.rename(src, dest)  # claimed first: a crash leaves it to recovery
         except FileNotFoundError:
             return None
-        meta = _read_meta(dest)
+        try:
+            meta = _read_entry(dest).meta
+        except DamagedEntry as exc:
+            self.quarantine(dest, str(exc))
+            raise SpoolError(f"{src.name} is damaged ({exc}): left in failed/") from None
         # Those who refused it for good are owed it again; those who took it are not.
         owed = tuple(dict.fromkeys((*meta.owed, *meta.refused))) or meta.recipients
         meta = replace(meta, next_attempt=0.0, failed_reason="", owed=owed, refused={},
@@ -433,8 +583,12 @@ class Spool:
             except FileNotFoundError:
                 continue
             stamp = time.time() if now is None else now
-            entry = Entry(_read_meta(dest), dest)
-            entry = self.update(entry, replace(entry.meta, purged=stamp))
+            try:
+                entry = _read_entry(dest)
+            except DamagedEntry:  # purged all the same, with what can be read of it
+                entry = Entry(_repair(dest, entry_id, stamp, purged=stamp), dest)
+            else:
+                entry = self.update(entry, replace(entry.meta, purged=stamp))
             fsync_dir(purged)
             fsync_dir(src.parent)
             return entry
@@ -542,10 +696,107 @@ class Spool:
             os.close(lock)  # drops the flock
 
 
+# --- time --------------------------------------------------------------------
+
+_BOOT_ID: str | None = None
+
+
+def _boot_clock() -> tuple[str, float]:
+    """(this boot's id, seconds since it): a clock no one sets, comparable
+    between processes of the same boot. ("", 0) where there is none."""
+    global _BOOT_ID
+    if _BOOT_ID is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+                _BOOT_ID = f.read().strip()
+        except OSError:
+            _BOOT_ID = ""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if not _BOOT_ID or clock is None:
+        return "", 0.0
+    return _BOOT_ID, time.clock_gettime(clock)
+
+
+def _since_last_try(meta: Meta, now: float, clock: tuple[str, float]) -> float:
+    """Seconds since `meta`'s last attempt (0 if it had none): by the boot
+    clock in the same boot, else by the wall clock, never below 0 nor above
+    MAX_GAP (a forward jump of the clock looks like a long gap)."""
+    if not meta.attempts or not meta.tried_at:
+        return 0.0
+    boot, mono = clock
+    if boot and meta.tried_boot == boot:
+        return max(0.0, mono - meta.tried_mono)
+    return min(max(0.0, now - meta.tried_at), MAX_GAP)
+
+
+def _is_due(meta: Meta, now: float, clock: tuple[str, float]) -> bool:
+    """Its retry time has come by the wall clock, or by the boot clock (the
+    wall clock set back must not park it), or it is set later than we ever
+    schedule (the same, across a reboot)."""
+    if meta.next_attempt <= now:
+        return True
+    if meta.attempts and meta.tried_at:
+        boot, mono = clock
+        if boot and meta.tried_boot == boot:
+            return mono - meta.tried_mono >= meta.next_attempt - meta.tried_at
+    return meta.next_attempt - now > MAX_RETRY * (1 + JITTER)
+
+
 # --- files -------------------------------------------------------------------
 
 def _read_meta(path: Path) -> Meta:
-    return Meta.from_json((path / META).read_bytes())
+    return Meta.from_json(_read_file(path / META))
+
+
+def _read_entry(path: Path) -> Entry:
+    """The entry in folder `path` (named `<id>` or `<id>@<owner>`);
+    DamagedEntry when it is not one we wrote."""
+    entry_id, at, token = path.name.partition("@")
+    if not _ID.fullmatch(entry_id) or (at and not _TOKEN.fullmatch(token)):
+        raise DamagedEntry(f"not an entry name in {path.parent.name}/")
+    if path.is_symlink() or not path.is_dir():
+        if not os.path.lexists(path):
+            raise FileNotFoundError(path)
+        raise DamagedEntry(f"not a folder in {path.parent.name}/")
+    try:
+        meta = _read_meta(path)
+    except FileNotFoundError:
+        if path.is_dir():  # still there, so not just claimed meanwhile
+            raise DamagedEntry("no meta.json") from None
+        raise
+    except OSError as exc:
+        raise DamagedEntry(f"cannot read meta.json: {exc.strerror or exc}") from None
+    if meta.id != entry_id:
+        raise DamagedEntry(f'meta.json says it is "{meta.id}"')
+    return Entry(meta, path)
+
+
+def _repair(folder: Path, entry_id: str, now: float, **change: Any) -> Meta:
+    """A new meta.json in `folder` from what can be read of the old one
+    (kept beside as meta.json.damaged), with `change` applied."""
+    try:
+        data = _read_file(folder / META)
+    except OSError:
+        data = b""
+    else:
+        os.replace(folder / META, folder / (META + ".damaged"))
+    meta = replace(Meta.salvage(data, entry_id, now), **change)
+    write_file(folder / META, meta.to_json())
+    fsync_dir(folder)
+    return meta
+
+
+def _read_file(path: Path) -> bytes:
+    """A file inside an entry, never through a link (O_NOFOLLOW): a link
+    planted in the spool must not have us read, and mail, what it points at."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def _write_new(path: Path, data: bytes, tail: BinaryIO | None) -> int:

@@ -158,7 +158,10 @@ def test_too_old_goes_to_failed(cli, tmp_path):
     conf = write(tmp_path, settings)
     spool = Spool(settings.spool_dir(), 1).ensure()
     prepared = notify.missed_call(settings, notify.MissedCall("5", "201"))
-    old = spool.enqueue(replace(prepared.meta(), created=time.time() - 7200), prepared.data)
+    # Retried for 58 minutes, the last time 5 minutes ago (by the wall clock: another boot).
+    old = spool.enqueue(replace(prepared.meta(), created=time.time() - 7200, attempts=20,
+                                waited=3480.0, tried_at=time.time() - 300, tried_boot="other"),
+                        prepared.data)
     r = cli("--config", conf, "deliver")  # the server is down
     assert r.returncode == 0 and "failed 1" in r.stdout_text
     [failed] = entries(tmp_path / "spool", "failed")

@@ -106,13 +106,50 @@ def test_defer_backs_off_and_keeps_who_is_owed(spool: Spool):
 
 
 def test_too_old_goes_to_failed_with_the_reason(spool: Spool):
+    # Retried for 55 min, the last attempt 10 min ago (in another boot: by the wall clock).
     with spool.owner() as owner:
-        old = spool.enqueue(meta(created=time.time() - 3601), b"m")
+        old = spool.enqueue(meta(created=time.time() - 3601, attempts=30, waited=3300.0,
+                                 tried_at=time.time() - 600, tried_boot="other"), b"m")
         failed = spool.defer(spool.claim(old.id, owner), error="connection refused")
     assert failed.state == "failed"
     assert "undelivered after 1 h" in failed.meta.failed_reason
     assert "connection refused" in failed.meta.failed_reason
     assert [e.id for e in spool.entries("failed")] == [old.id]
+
+
+def test_a_clock_jump_fails_no_entry_and_parks_none(tmp_path: Path):
+    """What a jump of the wall clock looks like on disk: created 6 days
+    ago and never tried; tried once "6 days ago" in another boot; set
+    for a retry a day from now (the clock went back)."""
+    spool = Spool(tmp_path / "spool", max_age_hours=120).ensure()
+    now = time.time()
+    never = spool.enqueue(meta(created=now - 6 * 86400), b"m")
+    once = spool.enqueue(meta(created=now - 6 * 86400, attempts=1, tried_at=now - 6 * 86400,
+                              tried_boot="another boot", next_attempt=now - 6 * 86400 + 60),
+                         b"m")
+    back = spool.enqueue(meta(attempts=1, tried_at=now + 86400 - 60, tried_boot="another boot",
+                              next_attempt=now + 86400), b"m")
+    assert spool.due(now) == sorted([never.id, once.id, back.id])
+    with spool.owner() as owner:
+        for entry_id in (never.id, once.id, back.id):
+            deferred = spool.defer(spool.claim(entry_id, owner), error="refused", now=now)
+            assert deferred.state == "queue", deferred.meta.failed_reason
+            assert deferred.meta.next_attempt <= now + MAX_RETRY
+    assert [e.meta.waited for e in spool.entries("queue")] == [0.0, 2 * MAX_RETRY, 0.0]
+
+
+def test_a_retry_time_is_kept_by_the_boot_clock_whatever_the_wall_clock(spool: Spool):
+    with spool.owner() as owner:
+        entry = spool.claim(spool.enqueue(meta(), b"m").id, owner)
+        now = time.time()
+        deferred = spool.defer(entry, error="451 later", code=451, now=now)
+    assert deferred.meta.tried_boot and deferred.meta.tried_mono > 0
+    # The wall clock set back a day: by the boot clock a minute has not passed yet ...
+    assert spool.due(now - 86400) == []
+    # ... and once it has, the entry is due, whatever the wall clock says.
+    moved = replace(deferred.meta, tried_mono=deferred.meta.tried_mono - 90)
+    (deferred.path / "meta.json").write_bytes(moved.to_json())
+    assert spool.due(now - 86400) == [entry.id]
 
 
 @given(st.integers(min_value=1, max_value=40), st.integers(min_value=0, max_value=2**32))
