@@ -93,7 +93,7 @@ class MikoApp(App[int]):
         self.path = path
         self.saved = settings
         self._settings = settings
-        # Text typed into a field that is not yet a value (port "58x"): key -> message.
+        # Text typed into a field that is not yet a value (port "58x"): key -> problem code.
         self.input_errors: dict[str, str] = {}
         self.problems: list[Problem] = config.validate(settings)
         self.blink = blink
@@ -127,9 +127,9 @@ class MikoApp(App[int]):
         self.problems = config.validate(settings)
         self.refresh_state()
 
-    def set_input_error(self, key: str, message: str | None) -> None:
-        if message:
-            self.input_errors[key] = message
+    def set_input_error(self, key: str, code: str | None) -> None:
+        if code:
+            self.input_errors[key] = code
         else:
             self.input_errors.pop(key, None)
         self.refresh_state()
@@ -194,7 +194,7 @@ class MikoApp(App[int]):
         tested by mailing the admin (the seed's rule)."""
         errors = self.errors()
         if errors:
-            shown = [self.t("save.blocked", key=p.key, message=i18n.problem(self.lang, p.message))
+            shown = [self.t("save.blocked", key=p.key, message=p.text(self.lang))
                      for p in errors[:3]]
             if len(errors) > 3:
                 shown.append(self.t("save.more", n=len(errors) - 3))
@@ -251,7 +251,7 @@ class MikoApp(App[int]):
         errors = self.errors()
         if errors:
             self.notify(self.t("send.blocked", key=errors[0].key,
-                               message=i18n.problem(self.lang, errors[0].message)),
+                               message=errors[0].text(self.lang)),
                         severity="error", timeout=8)
             return
         target = to or self._settings.notifications.admin_email
@@ -264,11 +264,11 @@ class MikoApp(App[int]):
         except smtp.SmtpFailure as failure:
             self.last_report = SendReport.failed(failure, self.lang, target)
             self.notify(f"{failure.hint(self.lang)}\n{self.t('send.see_transcript')}",
-                        title=self.t("send.failed_title", kind=failure.kind),
+                        title=self.t("send.failed_title", kind=failure.kind_name(self.lang)),
                         severity="error", timeout=12)
         except Exception as exc:  # noqa: BLE001 - a toast, never a dead app
             self.notify(f"{type(exc).__name__}: {exc}", title=self.t("send.failed_title",
-                        kind="internal"), severity="error", timeout=12)
+                        kind=self.t("failure.internal")), severity="error", timeout=12)
         else:
             self.last_report = SendReport.sent(result, target)
             self.notify(self.t("send.done", to=target,

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,22 @@ DEFAULT_CONFIG = Path("config") / "mikotui.toml"
 
 
 class ConfigError(Exception):
-    """A config a person must fix: names the file, key and line when known."""
+    """A config a person must fix: names the file, key and line when known.
+    A file with wrong values carries every one of them as `problems`, and
+    `settings` as read with those values left at their defaults (so
+    `config check` can go on and report the rest)."""
 
     def __init__(
         self, message: str, *, key: str | None = None, line: int | None = None,
-        path: Path | str | None = None,
+        path: Path | str | None = None, problems: tuple[Problem, ...] = (),
+        settings: Settings | None = None,
     ) -> None:
         self.message = message
         self.key = key
         self.line = line
         self.path = Path(path) if path else None
+        self.problems = problems
+        self.settings = settings
         where = []
         if self.path:
             where.append(str(self.path) + (f":{line}" if line else ""))
@@ -45,15 +51,35 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing `validate` found. `level` is "error" or "warning"."""
+    """One thing wrong in a config, as a catalog code ("problem.<code>" in
+    i18n) with its arguments, so the CLI and the TUI each show it in their
+    language. `level` is "error" or "warning"."""
 
     key: str
-    message: str
+    code: str
+    args: Mapping[str, object] = field(default_factory=dict, hash=False)
     level: str = "error"
     line: int | None = None
 
+    def text(self, lang: str = "en") -> str:
+        from mikotui import i18n
+
+        return i18n.text(lang, f"problem.{self.code}", **self.args)
+
+    @property
+    def message(self) -> str:
+        return self.text("en")
+
     def __str__(self) -> str:
         return f"{self.key}: {self.message}"
+
+
+class EndpointError(ValueError):
+    """A host/encryption that cannot be connected to, as a Problem code."""
+
+    def __init__(self, code: str, **args: object) -> None:
+        self.code, self.values = code, args
+        super().__init__(Problem("smtp.host", code, args).message)
 
 
 # --- the sections ----------------------------------------------------------------
@@ -238,11 +264,11 @@ _HOSTNAME_RE = re.compile(
 def parse_endpoint(host: str, port: int, encryption: str) -> Endpoint:
     if encryption not in ENCRYPTIONS:
         # Never guess: an unknown mode must not end up as a plain connection.
-        raise ValueError(f"encryption must be one of {', '.join(ENCRYPTIONS)}, "
-                         f"got {encryption!r}")
+        raise EndpointError("bad_encryption", choices=", ".join(ENCRYPTIONS),
+                            value=repr(encryption))
     m = _HOST_RE.match(host.strip())
     if not m:
-        raise ValueError(f"not a host name: {host!r}")
+        raise EndpointError("not_host", value=repr(host))
     scheme = (m.group("scheme") or "").lower()
     name = m.group("host").strip("[]")
     notes = []
@@ -255,7 +281,7 @@ def parse_endpoint(host: str, port: int, encryption: str) -> Endpoint:
             notes.append("tls:// in the host: STARTTLS")
         encryption = "starttls"
     elif scheme:
-        raise ValueError(f"unknown scheme {scheme}:// (use ssl:// or tls://)")
+        raise EndpointError("unknown_scheme", scheme=scheme)
     if m.group("port"):
         if int(m.group("port")) != port:
             notes.append(f"port {m.group('port')} from the host")
@@ -321,44 +347,59 @@ def loads(text: str, *, path: Path | None = None) -> Settings:
 
 def from_dict(data: Mapping[str, Any], *, path: Path | None = None,
               lines: Mapping[str, int] | None = None) -> Settings:
+    """Settings from parsed TOML. Every wrong value is reported at once (one
+    ConfigError with all of them), not just the first."""
     lines = dict(lines or {})
     lang = data.get("ui", {}).get("language", "en") if isinstance(data.get("ui"), dict) else "en"
     base = defaults(lang if lang in LANGUAGES else "en")
     unknown: dict[str, Any] = {}
     built: dict[str, Any] = {}
+    problems: list[Problem] = []
 
-    def fail(key: str, message: str) -> ConfigError:
-        return ConfigError(message, key=key, line=lines.get(key), path=path)
+    def fail(key: str, code: str, **args: object) -> None:
+        problems.append(Problem(key, code, args, line=lines.get(key)))
 
     for name, value in data.items():
         if name == "employees":
             continue
         if name not in SECTIONS:
             unknown[name] = value
-            continue
-        if not isinstance(value, dict):
-            raise fail(name, f"must be a table [{name}]")
-        section = getattr(base, name)
-        built[name] = _section(section, name, value, unknown, fail)
+        elif not isinstance(value, dict):
+            fail(name, "not_table", name=name)
+        else:
+            built[name] = _section(getattr(base, name), name, value, unknown, fail)
 
     employees = []
     raw = data.get("employees", [])
     if not isinstance(raw, list):
-        raise fail("employees", "must be an array of tables [[employees]]")
+        fail("employees", "not_cards")
+        raw = []
     for i, item in enumerate(raw):
         key = f"employees[{i}]"
         if not isinstance(item, dict):
-            raise fail(key, "must be a table")
-        if "extension" not in item:
-            raise fail(key, "an employee needs an extension")
-        emp = _section(Employee(extension=""), key, item, unknown, fail)
-        employees.append(emp)
-    return replace(base, **built, employees=tuple(employees), unknown=unknown,
-                   path=path, lines=lines)
+            fail(key, "not_card")
+        elif "extension" not in item:
+            fail(key, "no_extension")
+        else:
+            employees.append(_section(Employee(extension=""), key, item, unknown, fail))
+    settings = replace(base, **built, employees=tuple(employees), unknown=unknown,
+                       path=path, lines=lines)
+    if problems:
+        first = problems[0]
+        message = "; ".join(
+            f"{p.key}: {p.message}" + (f" (line {p.line})" if p.line else "") for p in problems
+        ) if len(problems) > 1 else first.message
+        key, line = (first.key, first.line) if len(problems) == 1 else (None, None)
+        raise ConfigError(message, key=key, line=line, path=path, problems=tuple(problems),
+                          settings=settings)
+    return settings
+
+
+_WRONG = object()  # a value _coerce refused; the field keeps its default
 
 
 def _section(section: Any, name: str, value: Mapping[str, Any],
-             unknown: dict[str, Any], fail) -> Any:
+             unknown: dict[str, Any], fail: Callable[..., None]) -> Any:
     kinds = {f.name: f.type for f in fields(section)}
     changes = {}
     for k, v in value.items():
@@ -366,31 +407,36 @@ def _section(section: Any, name: str, value: Mapping[str, Any],
         if k not in kinds:
             unknown.setdefault(name, {})[k] = v
             continue
-        changes[k] = _coerce(key, kinds[k], v, fail)
+        coerced = _coerce(key, kinds[k], v, fail)
+        if coerced is not _WRONG:
+            changes[k] = coerced
     return replace(section, **changes)
 
 
-def _coerce(key: str, kind: Any, v: Any, fail) -> Any:
+def _coerce(key: str, kind: Any, v: Any, fail: Callable[..., None]) -> Any:
     kind = kind if isinstance(kind, str) else kind.__name__
     if kind == "bool":
         if isinstance(v, bool):
             return v
-        raise fail(key, f"must be true or false, got {_shown(key, v)}")
-    if kind == "int":
+        code = "not_bool"
+    elif kind == "int":
         if isinstance(v, int) and not isinstance(v, bool):
             return v
         if isinstance(v, str) and v.strip().isdigit():
             return int(v)
-        raise fail(key, f"must be a whole number, got {_shown(key, v)}")
-    if kind == "float":
+        code = "not_int"
+    elif kind == "float":
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return v
-        raise fail(key, f"must be a number, got {_shown(key, v)}")
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and key.endswith("extension"):
+        code = "not_number"
+    elif isinstance(v, (int, float)) and not isinstance(v, bool) and key.endswith("extension"):
         return str(v)
-    if not isinstance(v, str):
-        raise fail(key, f"must be a string, got {_shown(key, v)}")
-    return v
+    elif isinstance(v, str):
+        return v
+    else:
+        code = "not_string"
+    fail(key, code, value=_shown(key, v))
+    return _WRONG
 
 
 def _shown(key: str, value: Any) -> str:
@@ -450,39 +496,37 @@ def validate(settings: Settings) -> list[Problem]:
 
     problems: list[Problem] = []
 
-    def add(key: str, message: str, level: str = "error") -> None:
-        problems.append(Problem(key, message, level, settings.lines.get(key)))
+    def add(key: str, code: str, level: str = "error", **args: object) -> None:
+        problems.append(Problem(key, code, args, level, settings.lines.get(key)))
 
     s = settings.smtp
     if not s.host.strip():
-        add("smtp.host", "must not be empty")
+        add("smtp.host", "empty")
     else:
         try:
             # The host on its own: a bad encryption is smtp.encryption's problem.
             known = s.encryption if s.encryption in ENCRYPTIONS else "none"
             ep = parse_endpoint(s.host, s.port, known)
             if not (_HOSTNAME_RE.match(ep.host) or _is_ip(ep.host)):
-                add("smtp.host", f"not a valid host name: {ep.host!r}")
+                add("smtp.host", "bad_host", value=repr(ep.host))
             elif not 1 <= ep.port <= 65535 and ep.port != s.port:
                 # Only a port written in the host is the host's problem; the
                 # port field's own check below names the right key.
-                add("smtp.host", f"port must be 1..65535, got {ep.port}")
-        except ValueError as exc:
-            add("smtp.host", str(exc))
+                add("smtp.host", "host_port_range", value=ep.port)
+        except EndpointError as exc:
+            add("smtp.host", exc.code, **exc.values)
     if not 1 <= s.port <= 65535:
-        add("smtp.port", f"must be 1..65535, got {s.port}")
+        add("smtp.port", "port_range", value=s.port)
     if s.encryption not in ENCRYPTIONS:
-        add("smtp.encryption", f"must be one of {', '.join(ENCRYPTIONS)}, got {s.encryption!r}")
+        add("smtp.encryption", "one_of", choices=", ".join(ENCRYPTIONS), value=repr(s.encryption))
     if not s.timeout > 0:
-        add("smtp.timeout", f"must be more than 0 seconds, got {s.timeout}")
+        add("smtp.timeout", "timeout_positive", value=s.timeout)
     if s.password and not s.username:
-        add("smtp.password", "a password without a username is never used", "warning")
+        add("smtp.password", "password_unused", "warning")
     if s.password and _readable_by_others(settings.path):
-        add("smtp.password", f"{settings.path} holds a password and others can read it "
-            f"(chmod 600 {settings.path}, or save it from mikotui)", "warning")
+        add("smtp.password", "password_exposed", "warning", path=settings.path)
     if s.encryption == "none" and s.username and not s.allow_insecure_auth:
-        add("smtp.encryption", "login over an unencrypted connection is refused "
-            "(set allow_insecure_auth = true to allow it)", "warning")
+        add("smtp.encryption", "insecure_login", "warning")
     for key, value in (
         ("smtp.sender_address", s.sender_address),
         ("notifications.admin_email", settings.notifications.admin_email),
@@ -490,16 +534,15 @@ def validate(settings: Settings) -> list[Problem]:
         ("voicemail.email", settings.voicemail.email),
     ):
         if value and not is_email(value):
-            add(key, f"not a valid email address: {value!r}")
+            add(key, "bad_email", value=repr(value))
     if not s.sender_address and s.username and not is_email(s.username):
-        add("smtp.sender_address", "empty, and the username is not an address to send from")
+        add("smtp.sender_address", "login_not_address")
     if not s.from_address:
-        add("smtp.sender_address", "no sender: set sender_address or username", "warning")
+        add("smtp.sender_address", "no_sender", "warning")
     if _has_control(s.sender_name):
-        add("smtp.sender_name", "must be one line")
+        add("smtp.sender_name", "one_line")
     if not settings.notifications.admin_email:
-        add("notifications.admin_email", "empty: system alerts and test mail have nowhere to go",
-            "warning")
+        add("notifications.admin_email", "no_admin", "warning")
 
     for section in ("missed_call", "voicemail"):
         tpl = getattr(settings, section)
@@ -507,41 +550,61 @@ def validate(settings: Settings) -> list[Problem]:
         for part in ("subject", "body", "footer"):
             for token in templates.unknown_parameters(getattr(tpl, part), known):
                 guess = templates.suggest(token, known)
-                hint = f" → did you mean {guess}?" if guess else ""
-                add(f"{section}.{part}", f"unknown parameter {token}{hint}", "warning")
+                add(f"{section}.{part}", "unknown_parameter_guess" if guess else "unknown_parameter",
+                    "warning", token=token, guess=guess)
         if _has_control(tpl.subject):
-            add(f"{section}.subject", "must be one line")
+            add(f"{section}.subject", "one_line")
         elif not tpl.subject.strip():
-            add(f"{section}.subject", "empty: the mails will have no subject", "warning")
+            add(f"{section}.subject", "no_subject", "warning")
     if settings.voicemail.max_attachment_mb < 0:
-        add("voicemail.max_attachment_mb", "must be 0 or more")
+        add("voicemail.max_attachment_mb", "not_negative")
     if not settings.spool.path.strip():
-        add("spool.path", "must not be empty")
+        add("spool.path", "empty")
     if not settings.spool.max_age_hours > 0:
-        add("spool.max_age_hours", f"must be more than 0, got {settings.spool.max_age_hours}")
+        add("spool.max_age_hours", "positive", value=settings.spool.max_age_hours)
     if settings.ui.language not in LANGUAGES:
-        add("ui.language", f"must be one of {', '.join(LANGUAGES)}, got {settings.ui.language!r}")
+        add("ui.language", "one_of", choices=", ".join(LANGUAGES), value=repr(settings.ui.language))
 
     seen: dict[str, int] = {}
     for i, e in enumerate(settings.employees):
         key = f"employees[{i}]"
         if not e.extension.strip():
-            add(f"{key}.extension", "must not be empty")
+            add(f"{key}.extension", "empty")
         elif e.extension in seen:
-            add(f"{key}.extension",
-                f"extension {e.extension} is already used by employees[{seen[e.extension]}]")
+            add(f"{key}.extension", "duplicate_extension", extension=e.extension,
+                other=f"employees[{seen[e.extension]}]")
         else:
             seen[e.extension] = i
         if e.email and not is_email(e.email):
-            add(f"{key}.email", f"not a valid email address: {e.email!r}")
+            add(f"{key}.email", "bad_email", value=repr(e.email))
 
+    # A misspelt name is an error: its value is silently not used (a card under
+    # [[employee]] routes nobody). The file keeps it as written on save.
     for section, value in settings.unknown.items():
         if section in SECTIONS or section.startswith("employees["):
+            known = [f.name for f in fields(SECTIONS.get(section, Employee))]
             for k in value:
-                add(f"{section}.{k}", "unknown key (kept as it is)", "warning")
+                guess = _guess(k, known)
+                add(f"{section}.{k}", "unknown_key_guess" if guess else "unknown_key", guess=guess)
         else:
-            add(section, "unknown key (kept as it is)", "warning")
+            guess = _guess(section, [*SECTIONS, "employees"])
+            problems.append(Problem(
+                section, "unknown_section_guess" if guess else "unknown_section",
+                {"name": _table(section, isinstance(value, list)),
+                 "guess": _table(guess, guess == "employees") if guess else None},
+                "error", settings.lines.get(section) or settings.lines.get(f"{section}[0]")))
     return problems
+
+
+def _table(name: str, array: bool) -> str:
+    return f"[[{name}]]" if array else f"[{name}]"
+
+
+def _guess(name: str, known: list[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return match[0] if match else None
 
 
 def errors(problems: list[Problem]) -> list[Problem]:

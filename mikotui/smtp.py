@@ -42,142 +42,6 @@ QUIT_TIMEOUT = 2.0
 
 # --- failures --------------------------------------------------------------------
 
-# kind (or "kind/variant") -> one-line hint, en and ru.
-HINTS: dict[str, dict[str, str]] = {
-    "config": {
-        "en": "Fix the SMTP settings (host, port, encryption).",
-        "ru": "Исправьте настройки SMTP (хост, порт, шифрование).",
-    },
-    "dns": {
-        "en": "The server name does not resolve: check the host for typos and the PBX's DNS.",
-        "ru": "Имя сервера не находится в DNS: проверьте хост на опечатки и DNS на АТС.",
-    },
-    "refused": {
-        "en": "Nothing accepts connections there: check the host and port, and the firewall.",
-        "ru": "По этому адресу соединения не принимаются: проверьте хост, порт и файрвол.",
-    },
-    "timeout": {
-        "en": "The server did not answer in time: check the port, the firewall "
-              "(outgoing 25/465/587 are often blocked) or raise smtp.timeout.",
-        "ru": "Сервер не ответил вовремя: проверьте порт, файрвол (исходящие 25/465/587 "
-              "часто закрыты) или увеличьте smtp.timeout.",
-    },
-    "timeout/tls_port": {
-        "en": "No answer: port 465 expects implicit TLS, so set encryption to ssl "
-              "(or check the firewall).",
-        "ru": "Нет ответа: порт 465 ждёт TLS сразу, выберите шифрование ssl "
-              "(или проверьте файрвол).",
-    },
-    "timeout/plain_port": {
-        "en": "No answer: ports 25 and 587 start without TLS, so set encryption to "
-              "starttls (or check the firewall).",
-        "ru": "Нет ответа: порты 25 и 587 начинают без TLS, выберите шифрование "
-              "starttls (или проверьте файрвол).",
-    },
-    "tls_handshake": {
-        "en": "The TLS handshake failed: check the encryption mode and port.",
-        "ru": "Не удалось установить TLS: проверьте режим шифрования и порт.",
-    },
-    "certificate": {
-        "en": "The server's certificate is not trusted; fix it on the server, or turn "
-              "off the certificate check only for a server you know.",
-        "ru": "Сертификату сервера нет доверия; исправьте его на сервере или отключите "
-              "проверку сертификата только для своего сервера.",
-    },
-    "certificate/expired": {
-        "en": "The server's certificate has expired: it must be renewed on the server.",
-        "ru": "Срок действия сертификата сервера истёк: его нужно обновить на сервере.",
-    },
-    "certificate/self_signed": {
-        "en": "The server's certificate is self-signed: turn off the certificate check "
-              "only if this is your own server.",
-        "ru": "Сертификат сервера самоподписанный: отключайте проверку сертификата, "
-              "только если это ваш собственный сервер.",
-    },
-    "certificate/wrong_host": {
-        "en": "The certificate is for another name: use the host name the certificate "
-              "was issued for.",
-        "ru": "Сертификат выдан на другое имя: укажите то имя хоста, на которое он выдан.",
-    },
-    "protocol_mismatch": {
-        "en": "The port speaks another protocol than the encryption set: use ssl for "
-              "465, starttls for 587.",
-        "ru": "Порт работает в другом режиме, чем выбранное шифрование: для 465 — ssl, "
-              "для 587 — starttls.",
-    },
-    "protocol_mismatch/tls_port": {
-        "en": "This port expects implicit TLS (as 465 does): set encryption to ssl.",
-        "ru": "Этот порт ждёт TLS сразу (как 465): выберите шифрование ssl.",
-    },
-    "protocol_mismatch/plain_port": {
-        "en": "This port speaks plain SMTP (as 587 and 25 do): set encryption to starttls.",
-        "ru": "Этот порт работает без TLS в начале (как 587 и 25): выберите шифрование "
-              "starttls.",
-    },
-    "starttls_unavailable": {
-        "en": "The server does not offer STARTTLS here: use ssl on port 465, or another "
-              "port; nothing was sent unencrypted.",
-        "ru": "Сервер не предлагает STARTTLS: используйте ssl на порту 465 или другой "
-              "порт; ничего не отправлено открытым текстом.",
-    },
-    "insecure_auth_refused": {
-        "en": "Refusing to send the password without encryption: turn on starttls or "
-              "ssl (or set smtp.allow_insecure_auth = true for a trusted local server).",
-        "ru": "Пароль не отправляется без шифрования: включите starttls или ssl (или "
-              "smtp.allow_insecure_auth = true для доверенного локального сервера).",
-    },
-    "auth_failed": {
-        "en": "The server rejected the login or password: check both (the login is "
-              "often the full email address).",
-        "ru": "Сервер отверг логин или пароль: проверьте их (логин часто — полный "
-              "адрес почты).",
-    },
-    "auth_failed/app_password": {
-        "en": "The server rejected the password: this provider needs an app password "
-              "(made in the account's security settings), not the account password.",
-        "ru": "Сервер отверг пароль: этому почтовому сервису нужен пароль приложения "
-              "(создаётся в настройках безопасности аккаунта), а не пароль от почты.",
-    },
-    "auth_unavailable": {
-        "en": "The server offers no login here: clear the login, or use the port and "
-              "encryption where the server accepts it.",
-        "ru": "Сервер здесь не предлагает вход: очистите логин или выберите порт и "
-              "шифрование, где вход доступен.",
-    },
-    "auth_required": {
-        "en": "The server wants a login before it accepts mail: set the login and password.",
-        "ru": "Сервер требует вход перед отправкой: укажите логин и пароль.",
-    },
-    "sender_refused": {
-        "en": "The server refused the sender address: use the mailbox you log in with "
-              "as the sender.",
-        "ru": "Сервер отверг адрес отправителя: укажите отправителем тот ящик, под "
-              "которым выполняется вход.",
-    },
-    "recipient_refused": {
-        "en": "The server refused the recipient: check the address.",
-        "ru": "Сервер отверг получателя: проверьте адрес.",
-    },
-    "too_big": {
-        "en": "The message is too big for the server: lower voicemail.max_attachment_mb.",
-        "ru": "Письмо слишком велико для сервера: уменьшите voicemail.max_attachment_mb.",
-    },
-    "temporary": {
-        "en": "The server asked to try later; the notification stays queued and is "
-              "retried.",
-        "ru": "Сервер попросил повторить позже; уведомление остаётся в очереди и будет "
-              "отправлено снова.",
-    },
-    "disconnected": {
-        "en": "The server closed the connection unexpectedly; it will be tried again.",
-        "ru": "Сервер неожиданно закрыл соединение; отправка будет повторена.",
-    },
-    "permanent": {
-        "en": "The server refused the message; read its answer above.",
-        "ru": "Сервер отказался принять письмо; см. его ответ выше.",
-    },
-}
-
 # Failures where the same send later would fail the same way.
 PERMANENT_KINDS = frozenset({
     "config", "certificate", "tls_handshake", "protocol_mismatch", "starttls_unavailable",
@@ -212,9 +76,17 @@ class SmtpFailure(Exception):
         return self.kind in PERMANENT_KINDS
 
     def hint(self, lang: str = "en") -> str:
-        key = f"{self.kind}/{self.variant}"
-        entry = HINTS.get(key) or HINTS.get(self.kind) or HINTS["permanent"]
-        return entry.get(lang) or entry["en"]
+        """What to do about it: the catalog's fix.<kind>/<variant>, else fix.<kind>."""
+        from mikotui import i18n
+
+        keys = (f"fix.{self.kind}/{self.variant}", f"fix.{self.kind}")
+        return i18n.text(lang, next((k for k in keys if k in i18n.CATALOG), "fix.permanent"))
+
+    def kind_name(self, lang: str = "en") -> str:
+        """The kind as a person reads it ("login rejected"), in `lang`."""
+        from mikotui import i18n
+
+        return i18n.text(lang, f"failure.{self.kind}")
 
     def summary(self) -> str:
         """The server's answer or what happened, on one line."""

@@ -20,38 +20,33 @@ KINDS = ("missed_call", "voicemail")
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    description_en: str
-    description_ru: str
     sample: str
 
     def description(self, language: str) -> str:
-        return self.description_ru if language == "ru" else self.description_en
+        from mikotui import i18n
+
+        return i18n.text(language, f"param.{self.name}")
 
 
 MISSED_CALL_PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("NOTIFICATION_CALLERID", "who called (number)", "кто звонил (номер)",
-              "79261234567"),
-    Parameter("NOTIFICATION_NAME_FROM", "caller's name", "имя звонившего", "Иван Петров"),
-    Parameter("NOTIFICATION_TO", "who was called (extension)", "кому звонили (номер)", "201"),
-    Parameter("NOTIFICATION_NAME_TO", "callee's name", "имя вызываемого", "Smith James"),
-    Parameter("NOTIFICATION_DATE", "call date, YYYY-MM-DD HH:MM:SS",
-              "дата звонка, ГГГГ-ММ-ДД ЧЧ:ММ:СС", "2026-11-26 14:03:12"),
-    Parameter("NOTIFICATION_DURATION", "ringing time, seconds", "длительность, секунды", "23"),
-    Parameter("NOTIFICATION_MISSEDCAUSE", "why it was missed (NOANSWER)",
-              "причина пропуска (NOANSWER)", "NOANSWER"),
+    Parameter("NOTIFICATION_CALLERID", "79261234567"),
+    Parameter("NOTIFICATION_NAME_FROM", "Иван Петров"),
+    Parameter("NOTIFICATION_TO", "201"),
+    Parameter("NOTIFICATION_NAME_TO", "Smith James"),
+    Parameter("NOTIFICATION_DATE", "2026-11-26 14:03:12"),
+    Parameter("NOTIFICATION_DURATION", "23"),
+    Parameter("NOTIFICATION_MISSEDCAUSE", "NOANSWER"),
 )
 
 VOICEMAIL_PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("VM_CALLERID", "caller: name and number", "звонивший: имя и номер",
-              '"Иван Петров" <79261234567>'),
-    Parameter("VM_CALLER_NAME", "caller's name", "имя звонившего", "Иван Петров"),
-    Parameter("VM_CALLER_NUM", "caller's number", "номер звонившего", "79261234567"),
-    Parameter("VM_DATE", "date and time of the message", "дата и время сообщения",
-              "2026-11-26 14:03:12"),
-    Parameter("VM_DUR", "length of the message, m:ss", "длительность сообщения, м:сс", "0:07"),
-    Parameter("VM_NAME", "mailbox owner's name", "имя владельца ящика", "Smith James"),
-    Parameter("VM_MAILBOX", "mailbox number", "номер голосового ящика", "201"),
-    Parameter("VM_MSGNUM", "message number in the mailbox", "номер сообщения в ящике", "1"),
+    Parameter("VM_CALLERID", '"Иван Петров" <79261234567>'),
+    Parameter("VM_CALLER_NAME", "Иван Петров"),
+    Parameter("VM_CALLER_NUM", "79261234567"),
+    Parameter("VM_DATE", "2026-11-26 14:03:12"),
+    Parameter("VM_DUR", "0:07"),
+    Parameter("VM_NAME", "Smith James"),
+    Parameter("VM_MAILBOX", "201"),
+    Parameter("VM_MSGNUM", "1"),
 )
 
 PARAMETERS: dict[str, tuple[Parameter, ...]] = {

@@ -44,3 +44,40 @@ def test_unusable_spool_is_one_line_and_73(cli, settings, write_config, tmp_path
     assert res.returncode == os.EX_CANTCREAT, res.stderr_text
     assert "Traceback" not in res.stderr_text
     assert "spool" in res.stderr_text and len(res.stderr_text.strip().splitlines()) == 1
+
+
+BAD_CONFIG = """\
+[smtp]
+host = "smtp.gmail.com"
+port = "587x"
+timeout = "thirty"
+encryption = "tls"
+prot = 25
+
+[[employee]]
+extension = "201"
+"""
+
+
+def test_config_check_names_every_problem_with_its_line(cli, tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_CONFIG)
+    res = cli("config", "check", "--config", str(path))
+    assert res.returncode == os.EX_CONFIG, res.stdout_text
+    out = res.stdout_text
+    for line in ("error: smtp.port: must be a whole number, got '587x' (line 3)",
+                 "error: smtp.timeout: must be a number, got 'thirty' (line 4)",
+                 "error: smtp.encryption: must be one of none, starttls, ssl, got 'tls' (line 5)",
+                 "error: smtp.prot: unknown key: did you mean port? (line 6)",
+                 ("error: employee: unknown section [[employee]]: did you mean [[employees]]? "
+                 "(line 8)")):
+        assert line in out.splitlines(), out
+    assert "5 error(s)" in out and "Traceback" not in res.stderr_text
+
+
+def test_config_check_speaks_russian(cli, tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_CONFIG)
+    res = cli("config", "check", "--config", str(path), "--lang", "ru")
+    assert "error: smtp.prot: неизвестный ключ: может быть, port? (line 6)" in res.stdout_text
+    assert "got" not in res.stdout_text

@@ -155,14 +155,16 @@ def test_empty_subject_is_a_warning(tmp_path: Path) -> None:
     assert found["voicemail.subject"].line == 2
 
 
-def test_unknown_keys_are_reported_and_survive_round_trip(tmp_path: Path) -> None:
+def test_unknown_keys_are_errors_and_survive_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[smtp]\nhost = "mail.x.ru"\nhelo_name = "pbx"\n'
                     '[extra]\nkeep = [1, 2]\n'
                     '[[employees]]\nextension = "7"\ndepartment = "sales"\n')
     s = config.load(path)
-    warnings = {p.key for p in config.validate(s) if p.level == "warning"}
-    assert {"smtp.helo_name", "extra", "employees[0].department"} <= warnings
+    found = {p.key: p for p in config.validate(s) if p.level == "error"}
+    assert {"smtp.helo_name", "extra", "employees[0].department"} <= set(found)
+    assert (found["smtp.helo_name"].line, found["extra"].line,
+            found["employees[0].department"].line) == (3, 4, 8)
     config.save(replace(s, smtp=replace(s.smtp, port=25)), path)
     again = config.load(path)
     assert again.smtp.port == 25

@@ -327,7 +327,7 @@ async def test_failed_test_send_shows_kind_and_hint(settings, write_config):
         await pilot.pause()
         assert isinstance(app.screen, TranscriptScreen)
         shown = "\n".join(str(s.render()) for s in app.screen.query_one(TranscriptView).children)
-        assert "Failed: refused" in shown and report.hint in shown
+        assert "Failed: connection refused" in shown and report.hint in shown
         assert "127.0.0.1" in shown
 
 

@@ -73,26 +73,31 @@ def test_screen(snap_compare, tmp_path, screen, lang, size):
     assert snap_compare(make(tmp_path, lang), press=[SCREENS[screen]], terminal_size=size)
 
 
-def test_error_state(snap_compare, tmp_path):
-    """An impossible port: the message beside the field, Save refused."""
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_error_state(snap_compare, tmp_path, lang):
+    """An impossible port, a broken address, a login that is no sender: the
+    message beside each field, Save refused."""
 
     async def break_port(pilot) -> None:
         pilot.app.screen.query_one("#smtp--port").value = "70000"
         pilot.app.screen.query_one("#notifications--admin_email").value = "admin@"
+        pilot.app.screen.query_one("#smtp--username").value = "pbx"
         await pilot.pause()
 
-    assert snap_compare(make(tmp_path, "en"), run_before=break_port, press=["ctrl+s"])
+    assert snap_compare(make(tmp_path, lang), run_before=break_port, press=["ctrl+s"])
 
 
-def test_quit_dialog(snap_compare, tmp_path):
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_quit_dialog(snap_compare, tmp_path, lang):
     async def edit(pilot) -> None:
         pilot.app.screen.query_one("#smtp--sender_name").value = "PBX"
         await pilot.pause()
 
-    assert snap_compare(make(tmp_path, "en"), run_before=edit, press=["ctrl+q"])
+    assert snap_compare(make(tmp_path, lang), run_before=edit, press=["ctrl+q"])
 
 
-def test_transcript_view(snap_compare, tmp_path):
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_transcript_view(snap_compare, tmp_path, lang):
     """The view of a refused login, from a real SmtpFailure and Transcript."""
     transcript = smtp.Transcript()
     for direction, line in [
@@ -111,10 +116,10 @@ def test_transcript_view(snap_compare, tmp_path):
     failure = smtp.SmtpFailure("auth_failed", "5.7.8 Username and Password not accepted",
                                535, endpoint=config.Endpoint("smtp.gmail.com", 587, "starttls"),
                                transcript=transcript)
-    report = SendReport.failed(failure, "en", "admin@mycompany.com")
+    report = SendReport.failed(failure, lang, "admin@mycompany.com")
 
     async def show(pilot) -> None:
         pilot.app.push_screen(TranscriptScreen(report))
         await pilot.pause()
 
-    assert snap_compare(make(tmp_path, "en", spool=False), run_before=show)
+    assert snap_compare(make(tmp_path, lang, spool=False), run_before=show)

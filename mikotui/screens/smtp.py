@@ -129,7 +129,7 @@ class SmtpScreen(BaseScreen):
             try:
                 value = int(event.value)
             except ValueError:
-                self.miko.set_input_error(key, self.t("error.whole_number"))
+                self.miko.set_input_error(key, "whole_number")
                 return
             self.miko.set_input_error(key, None)
         self.miko.edit(with_value(self.miko.settings, key, value))

@@ -13,7 +13,6 @@ from textual.markup import escape
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from mikotui import i18n
 from mikotui.config import Problem, Settings
 
 
@@ -58,7 +57,7 @@ class Field(VerticalGroup):
     def show(self, problems: Iterable[Problem], hint: str = "", lang: str = "en") -> None:
         """Errors first, then warnings, then the hint; nothing hides the row."""
         problems = sorted(problems, key=lambda p: p.level != "error")
-        lines = [(p.level, i18n.problem(lang, p.message)) for p in problems]
+        lines = [(p.level, p.text(lang)) for p in problems]
         if hint:
             lines.append(("hint", hint))
         if lines == self._shown:  # typing mostly leaves a field's verdict as it was

@@ -58,7 +58,8 @@ def summary(report: SendReport, lang: str) -> Text:
             out.append("\n" + i18n.ui(lang, "transcript.refused",
                                       who=", ".join(report.refused)), style="yellow")
         return out
-    out.append(i18n.ui(lang, "transcript.failed", kind=report.kind), style="bold red")
+    out.append(i18n.ui(lang, "transcript.failed", kind=i18n.ui(lang, f"failure.{report.kind}")),
+               style="bold red")
     if report.code or report.server_message:
         out.append("\n" + f"{report.code or ''} {report.server_message}".strip())
     out.append("\n")
