@@ -191,7 +191,8 @@ class MikoApp(App[int]):
 
     def save(self) -> bool:
         """Write the file if nothing blocks it; a changed SMTP setup is then
-        tested by mailing the admin (the seed's rule)."""
+        tested by mailing the admin, so a broken
+        setup shows at once and not at the next missed call."""
         errors = self.errors()
         if errors:
             shown = [self.t("save.blocked", key=p.key, message=p.text(self.lang))

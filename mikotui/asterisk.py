@@ -1,4 +1,4 @@
-"""The email Asterisk pipes to `mailcmd` (SPEC §5) -> a `VoicemailEvent`.
+"""The email Asterisk pipes to `mailcmd` -> a `VoicemailEvent`.
 
 Three body shapes are read, in this order: the MikoPBX JSON object (every
 `"` written as `%|%`), our `KEY=value`-per-line body (what `mikotui

@@ -1,4 +1,4 @@
-"""Settings: frozen dataclasses <-> the TOML file (DESIGN §3).
+"""Settings: frozen dataclasses <-> the TOML file.
 
 Read with the stdlib `tomllib`; `tomli_w` is imported only when saving, so the
 headless path stays light. Every problem a person can fix names its key (and,
@@ -242,7 +242,7 @@ class Endpoint:
     note: str = ""
 
     def port_mistake(self) -> str:
-        """The classic mistakes (SPEC §6): "tls_port" when 465 (implicit TLS)
+        """The classic mistakes: "tls_port" when 465 (implicit TLS)
         is used without ssl, "plain_port" when 25 or 587 is used with ssl."""
         if self.port == 465 and self.encryption != "ssl":
             return "tls_port"

@@ -1,4 +1,4 @@
-"""Drain the spool over reused SMTP connections (SPEC §7).
+"""Drain the spool over reused SMTP connections.
 
 A batch of claimed entries goes out over reused connections (a few side by
 side when the batch is big, each carrying many messages). Per entry: every
@@ -356,7 +356,7 @@ async def _retry_waiting(courier: Courier, batch: int, stop: asyncio.Event) -> R
 
 def _claim(courier: Courier, ids: list[str], batch: int) -> list[Entry]:
     if not courier.settings.notifications.enabled:
-        return []  # the master switch (SPEC §4): nothing goes out; queue/ keeps it all
+        return []  # the master switch: nothing goes out; queue/ keeps it all
     claimed = []
     for entry_id in ids:
         entry = courier.spool.claim(entry_id, courier.owner)

@@ -1,5 +1,5 @@
 """Files that survive a crash: write, fsync, and fsync the folder that names
-them. Shared by the config's atomic save and the spool (SPEC §7)."""
+them. Shared by the config's atomic save and the spool."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One PBX event in: made durable in the spool before anything can fail,
 then (unless queue_only) delivered at once. A server that is down leaves it
-queued and the result is still 0 (sysexits, DESIGN §3); a spool that can't
+queued and the result is still 0 (sysexits: 0 means delivered or queued); a spool that can't
 be written still lets a missed call or system alert out if the server takes
 it now. Only the delivery step imports asyncio/SMTP.
 

@@ -1,4 +1,4 @@
-"""MikoPBX's own settings and employee cards <-> our config (SPEC §2).
+"""MikoPBX's own settings and employee cards <-> our config.
 
 MikoPBX keeps the mail settings as string rows in `m_PbxSettings` of its
 SQLite database and the employees in `m_Users` + `m_Extensions`. Import reads
@@ -28,7 +28,7 @@ from mikotui import config
 BUSY_TIMEOUT = 2.0
 MASK = "********"
 
-# MikoPBX key -> (section, field) of our config, in SPEC §2 order.
+# MikoPBX key -> (section, field) of our config.
 MAPPED: dict[str, tuple[str, str]] = {
     "MailSMTPHost": ("smtp", "host"),
     "MailSMTPPort": ("smtp", "port"),

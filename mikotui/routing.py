@@ -1,4 +1,4 @@
-"""Who gets what (SPEC §4), from the [[employees]] cards and the addresses
+"""Who gets what, from the [[employees]] cards and the addresses
 in the settings. Pure functions: the caller logs an empty result."""
 
 from __future__ import annotations

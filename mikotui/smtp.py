@@ -48,7 +48,7 @@ PERMANENT_KINDS = frozenset({
     "insecure_auth_refused", "auth_failed", "auth_unavailable", "auth_required",
     "too_big", "permanent",
 })
-# Providers whose 535 means "use an app password" (SPEC §6).
+# Providers whose 535 means "use an app password" (their own help pages say so).
 APP_PASSWORD_HOSTS = ("gmail.com", "googlemail.com", "google.com", "yandex.ru", "yandex.com",
                       "ya.ru", "mail.ru")
 
@@ -610,7 +610,7 @@ async def send_message(smtp: config.Smtp, msg: Message,
 
 async def send_test_email(settings: Settings, lang: str, to: str | None = None, *,
                           on_event: Event | None = None) -> SendResult:
-    """The test mail (SPEC §3) to `to` or the admin; sent even with the master
+    """The test mail to `to` or the admin; sent even with the master
     switch off, since a person asked for it."""
     from mikotui import message
 

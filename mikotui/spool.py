@@ -1,4 +1,4 @@
-"""The durable local queue (SPEC §7), after DMA's and Postfix's designs.
+"""The durable local queue, after DMA's and Postfix's designs.
 
     <spool>/            0700
       tmp/              entries being written (never read by a deliverer)

@@ -1,4 +1,4 @@
-"""Template parameters and rendering (SPEC §3).
+"""Template parameters and rendering.
 
 A parameter is written as its bare name (`NOTIFICATION_CALLERID`, the MikoPBX
 rule) or as `${NAME}` (what Asterisk users write). Only whole tokens are

@@ -1,4 +1,4 @@
-"""Reading the email Asterisk pipes to mailcmd (SPEC §5)."""
+"""Reading the email Asterisk pipes to mailcmd (voicemail.conf's mailcmd)."""
 
 from __future__ import annotations
 

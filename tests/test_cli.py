@@ -81,3 +81,35 @@ def test_config_check_speaks_russian(cli, tmp_path) -> None:
     res = cli("config", "check", "--config", str(path), "--lang", "ru")
     assert "error: smtp.prot: неизвестный ключ: может быть, port? (line 6)" in res.stdout_text
     assert "got" not in res.stdout_text
+
+
+def test_no_stale_references_in_the_code() -> None:
+    """Comments say the rule in place: no section numbers of documents the
+    repository does not hold, no words from before the UI existed."""
+    from conftest import ROOT
+
+    stale = ("SPEC §", "DESIGN §", "the seed", "seed's", "not built yet")
+    files = [*(ROOT / "mikotui").rglob("*.py"), *(ROOT / "tests").glob("*.py"),
+             ROOT / "config" / "mikotui.toml", ROOT / "README.md"]
+    found = [f"{path.relative_to(ROOT)}: {word}" for path in files
+             if path.name != "test_cli.py" for word in stale if word in path.read_text()]
+    assert found == []
+
+
+def test_tui_without_textual_is_one_line(tmp_path) -> None:
+    """A PBX with only the headless part: `mikotui` says what is missing."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    blocker = tmp_path / "textual.py"
+    blocker.write_text("raise ModuleNotFoundError('No module named textual', name='textual')\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from mikotui.cli import main; "
+            "sys.exit(main(['--config', 'x.toml']))")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False,
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == os.EX_UNAVAILABLE, res.stderr
+    assert res.stderr.startswith("mikotui: the terminal UI needs textual")
+    assert "Traceback" not in res.stderr

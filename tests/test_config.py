@@ -1,4 +1,4 @@
-"""Settings: load, validate, save (DESIGN §3, issue: foundation)."""
+"""Settings: load, validate, save ."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The house rule (DESIGN §1): the CLI and the core never load Textual or Rich,
+"""The house rule: the CLI and the core never load Textual or Rich,
 and the headless enqueue path does not load asyncio either."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def test_missed_call_with_a_bad_option_is_a_usage_error(cli, conf, server, tmp_p
     assert server.received == [] and entries(spool_of(tmp_path), "queue") == []
 
 
-# --- routing (SPEC §4) ------------------------------------------------------------
+# --- routing: the card's address, else the general one ------------------------------------------------------------
 
 def test_missed_call_goes_to_the_called_employee(cli, conf, server, tmp_path):
     r = cli("--config", conf, "notify", "missed", "--caller", "79261234567",

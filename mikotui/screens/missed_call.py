@@ -1,4 +1,4 @@
-"""F2: the missed-call template (the seed's "Оповещения о пропущенных")."""
+"""F2: the missed-call template (MikoPBX's "Оповещения о пропущенных")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""F1: the SMTP connection (the seed's first screen): server, login, sender,
+"""F1: the SMTP connection (MikoPBX's mail settings page): server, login, sender,
 admin address, encryption, certificate check, the master switch; provider
 presets; what the host/port/encryption combination will really do."""
 
@@ -25,7 +25,7 @@ from mikotui.screens.base import BaseScreen
 from mikotui.widgets.email_preview import EmailPreview
 from mikotui.widgets.form import Field, key_of, value_of, widget_id, with_value
 
-# The seed's three providers (SPEC §6): host, port, encryption.
+# The three providers most PBX admins use: host, port, encryption.
 PRESETS: dict[str, tuple[str, int, str]] = {
     "gmail": ("smtp.gmail.com", 587, "starttls"),
     "yandex": ("smtp.yandex.ru", 465, "ssl"),
@@ -42,7 +42,7 @@ def preset_of(host: str) -> str:
 
 
 def port_hint(settings: Settings) -> tuple[str, dict[str, object]] | None:
-    """The classic mistakes (SPEC §6): 465 wants implicit TLS, 587 STARTTLS."""
+    """The classic mistakes: 465 wants implicit TLS, 587 STARTTLS."""
     try:
         ep = settings.smtp.endpoint()
     except ValueError:

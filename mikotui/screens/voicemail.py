@@ -1,4 +1,4 @@
-"""F3: the voicemail template (the seed's "Голосовая почта"); its preview
+"""F3: the voicemail template (MikoPBX's "Голосовая почта"); its preview
 shows the recording as an attachment line."""
 
 from __future__ import annotations
