@@ -1,7 +1,8 @@
 """Settings: frozen dataclasses <-> the TOML file.
 
-Read with the stdlib `tomllib`; `tomli_w` is imported only when saving, so the
-headless path stays light. Every problem a person can fix names its key (and,
+Read with the stdlib `tomllib`; `tomlkit` is imported only when saving, so the
+headless path stays light, and it edits the file in place so an admin's
+comments survive a save. Every problem a person can fix names its key (and,
 when the value came from a file, its line).
 """
 
@@ -653,17 +654,69 @@ def to_dict(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def dumps(settings: Settings) -> str:
-    import tomli_w
+def dumps(settings: Settings, previous: str | None = None) -> str:
+    """The file's text for `settings`. Given the file as it is now, that text
+    is edited in place (tomlkit), so what an admin wrote by hand stays: their
+    comments, blank lines and key order; only values that changed are
+    rewritten. We chose this over writing our own comments for every key
+    because those would replace the admin's own notes on every save."""
+    import tomlkit
 
     data = to_dict(settings)
     employees = data.pop("employees")
-    text = tomli_w.dumps(data, multiline_strings=True)
-    # tomli_w writes short arrays of tables inline; cards read better as
-    # [[employees]] blocks at the end, one per employee.
-    for card in employees:
-        text += "\n[[employees]]\n" + tomli_w.dumps(card, multiline_strings=True)
-    return text
+    doc = None
+    if previous is not None:
+        try:
+            doc = tomlkit.parse(previous)
+        except Exception:  # noqa: BLE001 - a file we cannot edit is written anew
+            doc = None
+    if doc is None:
+        doc = tomlkit.document()
+    for name in [k for k in doc if k not in data and k != "employees"]:
+        del doc[name]
+    for name, value in data.items():
+        if not isinstance(value, dict):
+            _put(doc, name, value)
+            continue
+        if not isinstance(doc.get(name), dict):
+            doc[name] = tomlkit.table()
+        table = doc[name]
+        for key in [k for k in table if k not in value]:
+            del table[key]
+        for key, item in value.items():
+            _put(table, key, item)
+    old = doc.get("employees")
+    if old is None or old.unwrap() != employees:
+        if old is not None:
+            del doc["employees"]
+        if employees:
+            # One [[employees]] block per card, at the end, as people write them.
+            cards = tomlkit.aot()
+            for card in employees:
+                table = tomlkit.table()
+                for key, item in card.items():
+                    _put(table, key, item)
+                cards.append(table)
+            doc["employees"] = cards
+    return tomlkit.dumps(doc)
+
+
+def _put(table: Any, key: str, value: Any) -> None:
+    """Set `key` unless it already holds `value` (keeps its formatting);
+    text with line breaks as a multi-line string, as a template is read."""
+    import tomlkit
+
+    current = table.get(key)
+    if current is not None and _plain(current) == value and type(_plain(current)) is type(value):
+        return
+    if isinstance(value, str) and "\n" in value and "\r" not in value:
+        table[key] = tomlkit.string(value, multiline=True)
+    else:
+        table[key] = value
+
+
+def _plain(item: Any) -> Any:
+    return item.unwrap() if hasattr(item, "unwrap") else item
 
 
 def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
@@ -671,7 +724,11 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
     The previous file is kept as <name>.bak. 0600 whenever a password is in it.
     A crash at any point leaves the old file or the new one, never a torn one."""
     path = Path(path)
-    text = dumps(settings).encode("utf-8")
+    try:
+        previous: str | None = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        previous = None
+    text = dumps(settings, previous).encode("utf-8")
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
     secret = bool(settings.smtp.password)

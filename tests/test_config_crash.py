@@ -23,6 +23,7 @@ base = config.defaults()
 # Two versions, large enough that a write takes more than one syscall's luck.
 versions = [replace(base, missed_call=replace(base.missed_call, body=ch * 200_000))
             for ch in "AB"]
+config.dumps(base)  # loads the TOML writer, so the kills land in saves, not imports
 print("ready", flush=True)
 i = 0
 while True:
@@ -41,7 +42,7 @@ def test_killed_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)],
                                 stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0, 0.05))  # a random moment in the save loop, not a sync
+        time.sleep(rng.uniform(0, 0.15))  # a random moment in the save loop, not a sync
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         body = config.load(path).missed_call.body

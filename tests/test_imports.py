@@ -40,7 +40,7 @@ def test_core_and_cli_never_import_textual_or_rich() -> None:
 def test_building_the_cli_parser_stays_light() -> None:
     loaded = loaded_after("from mikotui import cli\ncli.build_parser()")
     assert not {m for m in loaded if m.split(".")[0] in ("textual", "rich", "asyncio",
-                                                         "aiosmtplib", "aiosmtpd", "tomli_w")}
+                                                         "aiosmtplib", "aiosmtpd", "tomlkit")}
 
 
 def test_the_tui_does_load_textual() -> None:
