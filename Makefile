@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The newcomer's run edits a private copy, so the shipped default stays as shipped.
+# The newcomer's run edits a private copy, so the shipped default stays as shipped;
+# the copy sends to the sandbox `--sandbox` runs (its login is in the banner).
 run: $(STAMP) var/mikotui.toml
 	$(BIN)/mikotui --sandbox --config var/mikotui.toml
 
-var/mikotui.toml:
+var/mikotui.toml: | $(STAMP)
 	mkdir -p var
 	cp config/mikotui.toml $@
+	$(BIN)/mikotui --config $@ sandbox --point-config
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

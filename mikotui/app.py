@@ -159,12 +159,11 @@ class MikoApp(App[int]):
             self.start_sandbox()
 
     def start_sandbox(self) -> None:
-        from mikotui.sandbox import Sandbox
+        from mikotui import sandbox
 
         self._sandbox_dir = tempfile.TemporaryDirectory(prefix="mikotui-sandbox-")
-        self.sandbox = Sandbox(Path(self._sandbox_dir.name) / "mail",
-                               on_message=self._captured_from_thread)
-        self.sandbox.start()
+        self.sandbox = sandbox.for_app(Path(self._sandbox_dir.name) / "mail", self.saved,
+                                       on_message=self._captured_from_thread)
         self.refresh_state()
 
     def _captured_from_thread(self, message: CapturedMessage) -> None:
@@ -235,11 +234,14 @@ class MikoApp(App[int]):
 
         self.push_screen(SendTestDialog(self._settings.notifications.admin_email), chosen)
 
-    def sending_settings(self) -> Settings:
-        """The settings a send uses: in --sandbox, aimed at the capture server."""
-        if self.sandbox is not None:
-            return self.sandbox.point(self._settings)
-        return self._settings
+    def action_use_sandbox(self) -> None:
+        """Fill the SMTP fields with the sandbox's address and login (not saved)."""
+        if self.sandbox is None:
+            return
+        self.edit(self.sandbox.point(self._settings))
+        sync = getattr(self.screen, "sync_widgets", None)
+        if sync:
+            sync()
 
     def set_phase(self, name: str) -> None:
         self.phase = dataclasses.replace(self.phase, name=name)
@@ -260,7 +262,9 @@ class MikoApp(App[int]):
         self.refresh_state()
         started = time.monotonic()
         try:
-            result = await smtp.send_test_email(self.sending_settings(), self.lang, to,
+            # Where the form says, in --sandbox too: the sandbox is a server
+            # like any other, and the panel's "connect to" is the truth.
+            result = await smtp.send_test_email(self._settings, self.lang, to,
                                                 on_event=self.set_phase)
         except smtp.SmtpFailure as failure:
             self.last_report = SendReport.failed(failure, self.lang, target)

@@ -132,8 +132,14 @@ CATALOG: dict[str, T] = {
           'Параметр'),
     'unsaved': T('unsaved changes',
           'не сохранено'),
-    'sandbox.banner': T('SANDBOX 127.0.0.1:{port}: mail is captured here, not delivered (F4)',
-          'ПЕСОЧНИЦА 127.0.0.1:{port}: письма остаются здесь, не доставляются (F4)'),
+    'sandbox.banner': T('SANDBOX {host}:{port}, STARTTLS, login {user}, password {password}: '
+                        'mail sent to it stays here (F4), nothing is delivered',
+          'ПЕСОЧНИЦА {host}:{port}, STARTTLS, логин {user}, пароль {password}: '
+          'отправленное туда остаётся здесь (F4), ничего не доставляется'),
+    'sandbox.elsewhere': T('The form sends to {where}, not to the sandbox: F5 on F1 fills in '
+                           'the sandbox',
+          'Форма отправляет на {where}, а не в песочницу: F5 на F1 подставит песочницу'),
+    'key.use_sandbox': T('Use sandbox', 'В песочницу'),
     'sandbox.captured': T('Sandbox captured: {subject}',
           'Песочница получила: {subject}'),
     'label.preset': T('Provider',

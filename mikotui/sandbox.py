@@ -44,6 +44,13 @@ ENVELOPE_FROM = "X-Sandbox-Envelope-From"
 ENVELOPE_TO = "X-Sandbox-Envelope-To"
 SIZE = "X-Sandbox-Size"
 SERVER_NAME = "mikotui-sandbox"
+# The TUI's sandbox: a server you configure against like a real one, with a
+# login of its own, so a wrong port, mode or password fails as it would there.
+LOGIN = "sandbox@localhost"
+PORT = 2525
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+# A sender for a form that has none of its own (.test is reserved, RFC 2606).
+SENDER = "pbx@sandbox.test"
 
 # aiosmtpd warns about AUTH without TLS; in a local sandbox that is deliberate.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
@@ -262,9 +269,12 @@ class Sandbox:
 
     def point(self, settings: Settings) -> Settings:
         """A copy of `settings` that sends here: this host and port, STARTTLS
-        without a certificate check when `tls`, the sandbox's login if any."""
+        without a certificate check when `tls` (the certificate is our own
+        self-signed one), the sandbox's login if any."""
         s = settings.smtp
-        sender = s.sender_address or (s.username if "@" in s.username else "")
+        from mikotui.config import is_email
+
+        sender = s.sender_address or (s.username if is_email(s.username) else SENDER)
         user, password = self.auth or ("", "")
         smtp = replace(
             s, host=self.host, port=self.port,
@@ -274,6 +284,38 @@ class Sandbox:
             allow_insecure_auth=bool(self.auth) and not self.tls,
         )
         return replace(settings, smtp=smtp)
+
+
+def new_password() -> str:
+    """A sandbox password: random, and plain to read off the banner."""
+    import secrets
+
+    return secrets.token_hex(6)
+
+
+def pointed_at(settings: Settings) -> bool:
+    """The config's SMTP settings are a sandbox login on this machine."""
+    s = settings.smtp
+    return s.username == LOGIN and s.host in LOCAL_HOSTS and bool(s.password)
+
+
+def for_app(maildir: Path, settings: Settings,
+            on_message: Callable[[CapturedMessage], None] | None = None) -> Sandbox:
+    """The TUI's sandbox: STARTTLS, login `LOGIN`. A config already pointed
+    at a sandbox keeps its port and password, so `make run`'s config works
+    run after run; else port 2525 and a fresh password. Started, and moved to
+    a free port when that one is taken."""
+    if pointed_at(settings):
+        port, password = settings.smtp.port, settings.smtp.password
+    else:
+        port, password = PORT, new_password()
+    sandbox = Sandbox(maildir, port=port, tls=True, auth=(LOGIN, password),
+                      on_message=on_message)
+    try:
+        return sandbox.start()
+    except OSError:
+        sandbox = Sandbox(maildir, tls=True, auth=(LOGIN, password), on_message=on_message)
+        return sandbox.start()
 
 
 def _check_bindable(host: str, port: int) -> None:

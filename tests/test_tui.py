@@ -408,8 +408,16 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
         assert app.sandbox is not None
         banner = str(app.screen.query_one("#sandbox-banner").render())
         assert f"127.0.0.1:{app.sandbox.port}" in banner
+        # The form still names the real server, and the banner says so; F5
+        # fills in the sandbox (STARTTLS and its login).
+        assert "smtp.gmail.com:587, not to the sandbox" in " ".join(banner.split())
+        await pilot.press("f5")
+        await pilot.pause()
+        assert app.settings.smtp.port == app.sandbox.port
+        assert app.screen.query_one("#smtp--port").value == str(app.sandbox.port)
+        assert "not to the sandbox" not in str(app.screen.query_one("#sandbox-banner").render())
         await send_test(pilot, app)
-        assert app.last_report is not None and app.last_report.ok, app.last_report
+        assert app.last_report is not None and app.last_report.ok, notes(app)
         await pilot.press("f4")
         await pilot.pause()
         table = app.screen.query_one("#captured")
@@ -421,6 +429,46 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
         assert isinstance(app.screen, MailScreen)
         assert "If you receive this email" in app.screen.content
     assert config_path.read_bytes() == saved  # the sandbox never touches the file
+
+
+async def test_sandbox_is_a_server_a_wrong_setting_fails_on(cli, tmp_path):
+    """`make run`'s config points at the sandbox; a wrong password, mode or
+    port fails there with the diagnosis a real server would give."""
+    from conftest import ROOT
+
+    path = tmp_path / "mikotui.toml"
+    path.write_bytes((ROOT / "config" / "mikotui.toml").read_bytes())
+    port = free_port()
+    res = cli("--config", str(path), "sandbox", "--point-config", "--port", str(port))
+    assert res.returncode == 0, res.stderr_text
+    app = make_app(path, sandbox=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.sandbox is not None and app.sandbox.port == port
+        password = app.saved.smtp.password
+        banner = " ".join(str(app.screen.query_one("#sandbox-banner").render()).split())
+        assert f"127.0.0.1:{port}, STARTTLS, login sandbox@localhost, password {password}" in banner
+        await send_test(pilot, app)
+        assert app.last_report is not None and app.last_report.ok, app.last_report
+        assert len(app.sandbox.messages()) == 1
+
+        app.screen.query_one("#smtp--password").value = password + "x"
+        await pilot.pause()
+        await send_test(pilot, app)
+        assert app.last_report.kind == "auth_failed"
+
+        app.screen.query_one("#smtp--password").value = password
+        await pilot.click("#enc-ssl")
+        await pilot.pause()
+        await send_test(pilot, app)
+        assert app.last_report.kind in ("protocol_mismatch", "tls_handshake")
+
+        await pilot.click("#enc-starttls")
+        app.screen.query_one("#smtp--port").value = str(free_port())
+        await pilot.pause()
+        await send_test(pilot, app)
+        assert app.last_report.kind == "refused"
+        assert len(app.sandbox.messages()) == 1
 
 
 async def test_russian_labels(config_path):
@@ -491,3 +539,24 @@ def test_language_is_flag_then_file_then_lang(tmp_path, monkeypatch, env_lang, i
     path.write_text('[ui]\nlanguage = "en"\n' if in_file else '[smtp]\nport = 587\n')
     assert make_app(path, lang=None).lang == expected
     assert make_app(path, lang="ru").lang == "ru"
+
+
+async def test_saving_keeps_the_files_comments_and_key_order(tmp_path):
+    """An admin edits the file by hand too: a save from the UI keeps their
+    comments, blank lines and order, and rewrites only what changed."""
+    from conftest import ROOT
+
+    shipped = (ROOT / "config" / "mikotui.toml").read_text()
+    path = tmp_path / "mikotui.toml"
+    path.write_text(shipped.replace("[smtp]\n", "[smtp]\n# our relay, ask Pavel\n", 1))
+    before = path.read_text()
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_into(pilot, "#notifications--admin_email", "it@mycompany.com", clear=True)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    after = path.read_text()
+    assert after == before.replace('admin_email = "admin@mycompany.com"',
+                                   'admin_email = "it@mycompany.com"')
+    assert "# our relay, ask Pavel" in after
+    assert config.load(path).notifications.admin_email == "it@mycompany.com"

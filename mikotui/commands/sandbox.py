@@ -29,7 +29,27 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="offer STARTTLS with a generated self-signed certificate")
     p.add_argument("--auth", metavar="USER:PASS", type=_credentials,
                    help="require this login")
+    p.add_argument("--point-config", action="store_true",
+                   help="instead of serving: point the --config file's [smtp] at the "
+                        "sandbox `mikotui --sandbox` runs (127.0.0.1:--port, STARTTLS, "
+                        "login sandbox@localhost, a generated password) and exit")
     p.set_defaults(handler=run)
+
+
+def point_config(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mikotui import config, sandbox
+
+    path = config.resolve_path(args.config)
+    settings = config.load(path)
+    smtp = replace(settings.smtp, host="127.0.0.1", port=args.port, encryption="starttls",
+                   verify_certificate=False, username=sandbox.LOGIN,
+                   password=sandbox.new_password(), sender_address=sandbox.SENDER)
+    config.save(replace(settings, smtp=smtp), path)
+    print(f"{path}: [smtp] now sends to the sandbox on 127.0.0.1:{args.port} "
+          f"(login {sandbox.LOGIN}); `mikotui --sandbox --config {path}` runs it")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mikotui.sandbox import CapturedMessage, Sandbox
+
+    if args.point_config:
+        return point_config(args)
 
     def show(message: CapturedMessage) -> None:
         print(message.summary(), flush=True)

@@ -44,7 +44,7 @@ def still_cursors(screen: Screen) -> None:  # type: ignore[type-arg]
 
 class BaseScreen(Screen[None]):
     MODE = ""
-    _banner_shown = False
+    _banner_shown = ""
 
     @property
     def miko(self) -> MikoApp:
@@ -82,10 +82,8 @@ class BaseScreen(Screen[None]):
     def refresh_state(self) -> None:
         app = self.miko
         self.query_one(NavBar).show(app.unsaved, app.lang)
-        if app.sandbox_mode and app.sandbox and not self._banner_shown:
-            self.query_one("#sandbox-banner", Static).update(
-                self.t("sandbox.banner", port=app.sandbox.port))
-            self._banner_shown = True
+        if app.sandbox_mode and app.sandbox:
+            self.show_banner()
         progress = self.query_one("#progress", Static)
         if app.phase.name:
             progress.update(self.t("send.phase", to=app.phase.to,
@@ -93,6 +91,23 @@ class BaseScreen(Screen[None]):
             progress.display = True
         elif progress.display:
             progress.display = False
+
+    def show_banner(self) -> None:
+        """Where the sandbox listens and its login, and whether the form
+        sends there: a sandbox catches only what is addressed to it."""
+        from mikotui import sandbox
+
+        app = self.miko
+        sb = app.sandbox
+        assert sb is not None
+        text = self.t("sandbox.banner", host=sb.host, port=sb.port, user=sandbox.LOGIN,
+                      password=sb.auth[1] if sb.auth else "")
+        s = app.settings.smtp
+        if not (s.host in sandbox.LOCAL_HOSTS and s.port == sb.port):
+            text += "\n" + self.t("sandbox.elsewhere", where=f"{s.host}:{s.port}")
+        if text != self._banner_shown:
+            self.query_one("#sandbox-banner", Static).update(text)
+            self._banner_shown = text
 
     def focus_key(self, key: str) -> None:
         """Bring the field of a config key into view (after a refused save)."""

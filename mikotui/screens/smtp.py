@@ -5,9 +5,11 @@ presets; what the host/port/encryption combination will really do."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalScroll
 from textual.widgets import (
     Button,
@@ -58,6 +60,17 @@ def port_hint(settings: Settings) -> tuple[str, dict[str, object]] | None:
 class SmtpScreen(BaseScreen):
     MODE = "smtp"
     AUTO_FOCUS = "#smtp--host"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "use_sandbox", "key.use_sandbox", key_display="F5"),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "use_sandbox":
+            return self.miko.sandbox is not None
+        return True
+
+    def action_use_sandbox(self) -> None:
+        self.miko.action_use_sandbox()
 
     def compose_body(self) -> ComposeResult:
         s = self.miko.settings
@@ -168,6 +181,8 @@ class SmtpScreen(BaseScreen):
             if widget.value != text:
                 widget.value = text
         self.query_one(f"#enc-{s.smtp.encryption}", RadioButton).value = True
+        for key in BOOL_KEYS:
+            self.query_one(f"#{widget_id(key)}", Checkbox).value = bool(value_of(s, key))
 
     # --- buttons ----------------------------------------------------------------
 
