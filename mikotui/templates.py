@@ -81,9 +81,11 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return pattern.sub(lambda m: str(values[m.group(1) or m.group(2)]), template)
 
 
-# Looks like a parameter: ${ANY_NAME}, or a bare upper-case token with one of
-# the prefixes our parameters use.
-_CANDIDATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|(?<![\w$])((?:NOTIFICATION|VM)_[A-Z0-9_]*)(?!\w)")
+# Looks like a parameter: ${ANY_NAME}, or a bare token with one of the
+# prefixes our parameters use, to its last word character: so a parameter glued
+# to the next word ("NOTIFICATION_NAME_FROMYou") or a typo ("..._CALERIDx") is
+# one unknown token, flagged, not something that silently stays as written.
+_CANDIDATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|(?<![\w$])((?:NOTIFICATION|VM)_\w*)")
 
 
 def unknown_parameters(template: str, known: Iterable[str]) -> list[str]:
@@ -108,5 +110,11 @@ def unknown_spans(template: str, known: Iterable[str]) -> list[tuple[int, int, s
 
 
 def suggest(token: str, known: Iterable[str]) -> str | None:
-    match = difflib.get_close_matches(token, list(known), n=1, cutoff=0.6)
+    """The parameter meant: the longest one the token starts with (glued to
+    the next word), else the closest spelling."""
+    known = list(known)
+    prefixes = [name for name in known if token.startswith(name)]
+    if prefixes:
+        return max(prefixes, key=len)
+    match = difflib.get_close_matches(token, known, n=1, cutoff=0.6)
     return match[0] if match else None

@@ -560,3 +560,37 @@ async def test_saving_keeps_the_files_comments_and_key_order(tmp_path):
                                    'admin_email = "it@mycompany.com"')
     assert "# our relay, ask Pavel" in after
     assert config.load(path).notifications.admin_email == "it@mycompany.com"
+
+
+async def test_inserted_parameter_is_spaced_from_the_next_word(config_path):
+    """Cursor at the very start of the body, F7, Enter: the name gets a
+    space so it does not glue to "You" (a glued name is never replaced)."""
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await pilot.pause()
+        body = app.screen.query_one("#missed_call--body")
+        body.focus()
+        body.move_cursor((0, 0))
+        await pilot.press("f7")
+        await pilot.pause()
+        params = app.screen.query_one("#parameters")
+        names = [params.get_option_at_index(i).id for i in range(params.option_count)]
+        params.highlighted = names.index("NOTIFICATION_NAME_FROM")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.settings.missed_call.body.startswith("NOTIFICATION_NAME_FROM You have")
+        assert "Иван Петров You have a missed call" in preview_text(app)
+
+
+@pytest.mark.parametrize("token", ["NOTIFICATION_CALERIDx", "NOTIFICATION_NAME_FROMYou"])
+async def test_near_miss_parameter_is_flagged(config_path, token):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await pilot.pause()
+        await type_into(pilot, "#missed_call--subject", f" {token}")
+        shown = str(app.screen.query_one("#missed_call--subject").parent.parent
+                    .query_one(".field-message").render())
+        assert f"unknown parameter {token} → did you mean" in shown
+        assert token in preview_text(app)  # left as written, and marked

@@ -20,6 +20,14 @@ from mikotui.widgets.parameter_list import ParameterList
 PARTS = ("subject", "body", "footer")
 
 
+def spaced(name: str, before: str, after: str) -> str:
+    """`name` with a space on each side where it would touch a word: a bare
+    parameter glued to a word is not replaced (NOTIFICATION_TOYou)."""
+    lead = " " if before[-1:].isalnum() or before[-1:] == "_" else ""
+    trail = " " if after[:1].isalnum() or after[:1] == "_" else ""
+    return f"{lead}{name}{trail}"
+
+
 class TemplateArea(TextArea):
     """A template's body or footer. Its own handler passes each edit on to
     the screen at once: bubbling the Changed message up three containers let
@@ -109,9 +117,12 @@ class TemplateScreen(BaseScreen):
         name = event.option.id or ""
         target = self.query_one(f"#{widget_id(self._target)}")
         if isinstance(target, TextArea):
-            target.insert(name)
+            row, col = target.cursor_location
+            line = target.document.get_line(row)
+            target.insert(spaced(name, line[:col], line[col:]))
         elif isinstance(target, Input):
-            target.insert_text_at_cursor(name)
+            at = target.cursor_position
+            target.insert_text_at_cursor(spaced(name, target.value[:at], target.value[at:]))
         target.focus()
 
     # --- state ----------------------------------------------------------------
