@@ -594,3 +594,24 @@ async def test_near_miss_parameter_is_flagged(config_path, token):
                     .query_one(".field-message").render())
         assert f"unknown parameter {token} → did you mean" in shown
         assert token in preview_text(app)  # left as written, and marked
+
+
+async def test_encryption_none_hides_the_certificate_switch_and_moves_a_default_port(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        switch = app.screen.query_one("#smtp--verify_certificate")
+        assert switch.parent.parent.display and app.settings.smtp.port == 587
+        await pilot.click("#enc-none")
+        await pilot.pause()
+        assert not switch.parent.parent.display
+        assert app.settings.smtp.port == 25  # 587 was STARTTLS's port
+        assert app.screen.query_one("#smtp--port").value == "25"
+        await pilot.click("#enc-ssl")
+        await pilot.pause()
+        assert switch.parent.parent.display and app.settings.smtp.port == 465
+        # A port someone chose stays when the mode changes.
+        app.screen.query_one("#smtp--port").value = "2525"
+        await pilot.pause()
+        await pilot.click("#enc-starttls")
+        await pilot.pause()
+        assert app.settings.smtp.port == 2525

@@ -33,6 +33,8 @@ PRESETS: dict[str, tuple[str, int, str]] = {
     "yandex": ("smtp.yandex.ru", 465, "ssl"),
     "mailru": ("smtp.mail.ru", 465, "ssl"),
 }
+# The usual port of each mode (MikoPBX moves the port between these).
+DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 TEXT_KEYS = ("smtp.host", "smtp.port", "smtp.username", "smtp.password",
              "smtp.sender_address", "smtp.sender_name", "notifications.admin_email")
 BOOL_KEYS = ("smtp.verify_certificate", "notifications.enabled")
@@ -155,9 +157,20 @@ class SmtpScreen(BaseScreen):
 
     @on(RadioSet.Changed, "#smtp--encryption")
     def encryption_changed(self, event: RadioSet.Changed) -> None:
-        if event.pressed.id:
-            self.miko.edit(with_value(self.miko.settings, "smtp.encryption",
-                                      event.pressed.id.removeprefix("enc-")))
+        """A new mode; a port still at the old mode's usual one moves to the
+        new mode's (as MikoPBX does), a port someone chose stays."""
+        if not event.pressed.id:
+            return
+        s = self.miko.settings
+        new = event.pressed.id.removeprefix("enc-")
+        if new == s.smtp.encryption:
+            return
+        smtp = replace(s.smtp, encryption=new)
+        if ("smtp.port" not in self.miko.input_errors
+                and s.smtp.port == DEFAULT_PORTS.get(s.smtp.encryption)):
+            smtp = replace(smtp, port=DEFAULT_PORTS[new])
+            self.query_one("#smtp--port", Input).value = str(smtp.port)
+        self.miko.edit(replace(s, smtp=smtp))
 
     @on(Select.Changed, "#preset")
     def preset_changed(self, event: Select.Changed) -> None:
@@ -257,6 +270,9 @@ class SmtpScreen(BaseScreen):
         self.query_one("#connection", Static).update(self.connection_summary())
         self.query_one(EmailPreview).show(app.settings, app.lang)
         for field in self.query(Field):
+            if field.key == "smtp.verify_certificate":
+                # No TLS, no certificate to check: the switch would only mislead.
+                field.display = app.settings.smtp.encryption != "none"
             problems = [p for p in app.problems if p.key == field.key]
             if field.key in app.input_errors:
                 problems = [Problem(field.key, app.input_errors[field.key])]
