@@ -20,6 +20,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
+from mikotui import charsets
 from mikotui.message import Attachment, one_line
 
 MAX_INPUT = 50 * 1024 * 1024  # bigger stdin is refused before parsing
@@ -151,17 +152,26 @@ def _body_text(msg: EmailMessage) -> str:
 
 def decode_text(data: bytes, declared: str | None) -> str:
     """Asterisk labels the body with voicemail.conf's `charset` (stock:
-    ISO-8859-1) whatever the caller's name really is — in practice UTF-8
-    from the channel, or Windows-1251 from an old Russian setup. Bytes that
-    are valid UTF-8 are UTF-8; otherwise the label, if it fits; else 1251."""
-    for charset in ("utf-8", declared, "cp1251"):
-        if not charset:
-            continue
-        try:
-            return data.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return data.decode("utf-8", "replace")
+    ISO-8859-1) whatever the caller's name really is: UTF-8 from the
+    channel, or Windows-1251 / KOI8-R from an old Russian setup."""
+    return charsets.decode(data, declared)
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    """A header Asterisk wrote as text: 8-bit bytes (a caller name as the
+    channel gave it) read as the body's are; RFC 2047 encoded words decoded
+    (a SIP display name can arrive so). Never trusted further: `one_line`
+    cleans whatever it decodes to."""
+    raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+    if raw is None:
+        return ""
+    if any("\udc80" <= c <= "\udcff" for c in raw):  # the parser's stand-ins for 8-bit bytes
+        return charsets.decode(raw.encode("ascii", "surrogateescape"),
+                               msg.get_content_charset())
+    try:
+        return str(msg[name])
+    except (ValueError, LookupError, TypeError, IndexError, AttributeError):
+        return raw  # the email package trips over some damaged values: keep the text
 
 
 def _date(msg: EmailMessage) -> datetime | None:
@@ -218,8 +228,8 @@ _STOCK = re.compile(
 
 def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:
     m = _STOCK.search(text)
-    num = str(msg["X-Asterisk-CallerID"] or "").strip()
-    name = str(msg["X-Asterisk-CallerIDName"] or "").strip()
+    num = _header(msg, "X-Asterisk-CallerID").strip()
+    name = _header(msg, "X-Asterisk-CallerIDName").strip()
     if not m and not num:
         return {}
     out: dict[str, str] = {}
@@ -245,7 +255,7 @@ def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:
 
 def _subject_values(msg: EmailMessage) -> dict[str, str]:
     """Asterisk's stock subject names the mailbox: "New message 3 in mailbox 201"."""
-    sm = re.search(r"mailbox (\S+)", str(msg["Subject"] or ""))
+    sm = re.search(r"mailbox (\S+)", _header(msg, "Subject"))
     return {"VM_MAILBOX": sm.group(1)} if sm else {}
 
 

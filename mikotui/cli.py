@@ -82,7 +82,10 @@ def _command_in(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    from mikotui.charsets import from_argv
+
+    # Bytes that are not UTF-8 (a cp1251 caller name) are text from here on.
+    argv = [from_argv(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.config = getattr(args, "config", None)

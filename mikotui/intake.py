@@ -285,7 +285,7 @@ def _send_without_spool(settings: Settings, prepared: Prepared, why: str) -> boo
 def _prepare(event: MissedCall | SystemAlert, settings: Settings,
              stdin: BinaryIO | None) -> Prepared | None:
     """The event as a ready message, or None after saying what is wrong with it."""
-    from mikotui import notify
+    from mikotui import charsets, notify
 
     if isinstance(event, notify.MissedCall):
         if not _valid_date(event.date):
@@ -305,7 +305,7 @@ def _prepare(event: MissedCall | SystemAlert, settings: Settings,
         if stdin is None:
             print("mikotui: give --message or the text on stdin", file=sys.stderr)
             return None
-        text = stdin.read().decode("utf-8", "replace")
+        text = charsets.decode(stdin.read())
     return notify.system(settings, event.subject, text)
 
 

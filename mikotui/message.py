@@ -1,12 +1,18 @@
 """A notification -> an RFC 5322 `EmailMessage` (text + HTML, attachments).
 
-Values from outside (caller IDs, names, templates) never put a control
-character into a header: `one_line` replaces them. In the HTML part every
+Values from outside (caller IDs, names, templates) are text, never header
+syntax: `one_line` replaces control characters, and `header_text` writes the
+header itself — plain words as they are, anything else (non-ASCII, a `=?`
+that a reader would decode as an RFC 2047 encoded word, a word too long for
+a line) as encoded words of our own, so what a reader decodes is exactly the
+text we were given. No line of a header or body passes 78 characters (RFC
+5322 §2.1.1 allows 998; strict servers refuse more). In the HTML part every
 character of the text is escaped, so a value can't inject markup either.
 """
 
 from __future__ import annotations
 
+import base64
 import html as _html
 import re
 import socket
@@ -90,10 +96,83 @@ def one_line(value: str) -> str:
     return _CONTROL.sub(" ", value).strip()
 
 
+QUOTE_LIMIT = 200  # characters of outside text an alert quotes
+
+
+def excerpt(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """`text` as one line of at most `limit` characters, for a mail that
+    quotes another (an alert quoting a 1,200-digit subject or the server's
+    reply to it): the reader needs to recognise it, not all of it."""
+    text = one_line(str(text or ""))
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 def address(display_name: str, addr: str) -> Address:
     addr = one_line(addr)
     username, _, domain = addr.rpartition("@")
     return Address(display_name=one_line(display_name), username=username, domain=domain)
+
+
+LINE = 78  # RFC 5322's "SHOULD" for a line, far under the 998 a server enforces
+_EW_START, _EW_END = "=?utf-8?b?", "?="
+_PLAIN = re.compile(r"[\x21-\x7e]*")  # printable ASCII, no space
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]*")  # a display-name word, unquoted
+
+
+def header_text(name: str, text: str, *, words: re.Pattern[str] = _PLAIN) -> str:
+    """The wire form of header `name`'s value `text`, folded at LINE (its
+    continuation lines start with a space; unfolding gives the value back).
+    The email package is not trusted with outside text: it decodes a `=?..?=`
+    found in a plain `str` value, so a caller ID could decode to CR LF and a
+    header of its own. Plain words are written as they are; if any word is
+    not plain (per `words`), holds `=?`, or is too long, the whole value
+    becomes UTF-8 base64 encoded words, each whole characters."""
+    text = one_line(text)
+    first = LINE - len(name) - 2  # room on the line that starts "Name: "
+    # Folding happens before a space that starts a word: a line of spaces
+    # only is not a header line to every reader (RFC 5322 §3.2.2).
+    pieces = re.split(r"(?= [^ ])", text)
+    if all(words.fullmatch(p.lstrip(" ")) and "=?" not in p and len(p) < first
+           for p in pieces):
+        return _folded(pieces, first)
+    data = text.encode("utf-8", "replace")
+    encoded, start = [], 0
+    room = (first - len(_EW_START) - len(_EW_END)) // 4 * 3  # bytes in the first word
+    while start < len(data):
+        end = min(start + room, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
+            end -= 1
+        encoded.append(_EW_START + base64.b64encode(data[start:end]).decode() + _EW_END)
+        start, room = end, (LINE - 1 - len(_EW_START) - len(_EW_END)) // 4 * 3
+    # Whitespace between encoded words is dropped by a reader (RFC 2047 §6.2).
+    return "\n ".join(encoded)
+
+
+def _folded(pieces: list[str], first: int) -> str:
+    lines, line, room = [], "", first
+    for piece in pieces:
+        if line and len(line) + len(piece) > room:
+            lines.append(line)
+            line, room = "", LINE
+        line += piece
+    return "\n".join([*lines, line])
+
+
+def _set_header(msg: EmailMessage, name: str, value: str) -> None:
+    """Store a value `header_text` made; the policy writes its lines as they are."""
+    msg.set_raw(name, value)
+
+
+def sender_header(frm: Address) -> str:
+    """The From: value: our own encoding of the display name (outside text
+    in a config or a template), then the address."""
+    spec = frm.addr_spec
+    if not frm.display_name:
+        return spec
+    name = header_text("From", frm.display_name, words=_ATOM)
+    last = name.rsplit("\n", 1)[-1]
+    room = (LINE - len("From: ")) if "\n" not in name else LINE
+    return f"{name}{' ' if len(last) + len(spec) + 3 <= room else chr(10) + ' '}<{spec}>"
 
 
 def sender(settings: Settings) -> Address:
@@ -128,14 +207,17 @@ def compose(
 ) -> EmailMessage:
     msg = EmailMessage()
     frm = sender(settings)
-    msg["From"] = frm
+    _set_header(msg, "From", sender_header(frm))
     msg["To"] = [address("", r) for r in recipients]
-    msg["Subject"] = one_line(rendered.subject)
+    _set_header(msg, "Subject", header_text("Subject", rendered.subject))
     msg["Date"] = format_datetime(date or datetime.now().astimezone())
     msg["Message-ID"] = make_msgid("mikotui", domain=frm.domain or _local_domain())
     msg["Auto-Submitted"] = "auto-generated"
-    # Quoted-printable keeps Cyrillic 7-bit clean for servers without 8BITMIME.
-    cte = "7bit" if rendered.text.isascii() else "quoted-printable"
+    # Quoted-printable keeps Cyrillic 7-bit clean for servers without 8BITMIME,
+    # and folds a long line (a 1,200-digit caller ID) that a server would refuse.
+    plain = rendered.text.isascii() and all(len(line) <= LINE
+                                            for line in rendered.text.splitlines())
+    cte = "7bit" if plain else "quoted-printable"
     msg.set_content(rendered.text, charset="utf-8", cte=cte)
     msg.add_alternative(html_text(rendered.text), subtype="html", charset="utf-8",
                         cte="quoted-printable")

@@ -107,9 +107,11 @@ def alert(settings: Settings, failed: Meta, lang: str) -> Prepared | None:
     lost = set(failed.refused) or set(failed.owed) or set(failed.recipients)
     if not admins or (lost and {a.lower() for a in lost} <= admins):
         return None
-    refused = "\n".join(f"  {addr}: {why}" for addr, why in failed.refused.items())
+    refused = "\n".join(f"  {addr}: {message.excerpt(why)}"
+                        for addr, why in failed.refused.items())
     body = i18n.text(lang, "alert.body", id=failed.id, kind=failed.kind,
-                     subject=failed.subject or "-", reason=failed.failed_reason or "-",
+                     subject=message.excerpt(failed.subject) or "-",
+                     reason=message.excerpt(failed.failed_reason) or "-",
                      recipients=", ".join(sorted(lost)) or "-",
                      refused=refused or "  -")
     rendered = message.render_system(i18n.text(lang, "alert.subject", kind=failed.kind), body)

@@ -26,12 +26,12 @@ hypothesis_settings.register_profile("ci", derandomize=True, database=None, dead
 hypothesis_settings.register_profile("fuzz", derandomize=False, deadline=None, print_blob=True)
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
-FUZZ_FACTOR = int(os.environ.get("FUZZ_FACTOR", "10")) if HYPOTHESIS_PROFILE == "fuzz" else 1
+FUZZ_FACTOR = float(os.environ.get("FUZZ_FACTOR", "10")) if HYPOTHESIS_PROFILE == "fuzz" else 1
 
 
 def examples(ci: int) -> int:
     """A property's number of cases: `ci` in CI, FUZZ_FACTOR times that in `make fuzz`."""
-    return ci * FUZZ_FACTOR
+    return max(1, round(ci * FUZZ_FACTOR))
 
 ROOT = Path(__file__).resolve().parent.parent
 # The fixtures shipped beside the project (CI has them too); a copy in
