@@ -20,7 +20,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
-from mikotui import charsets
+from mikotui import audio, charsets
 from mikotui.message import Attachment, one_line
 
 MAX_INPUT = 50 * 1024 * 1024  # bigger stdin is refused before parsing
@@ -38,6 +38,9 @@ BODY_KEYS = ("VM_MAILBOX", "VM_MSGNUM", "VM_DUR", "VM_DATE", "VM_CIDNUM", "VM_NA
              "VM_CIDNAME", "VM_CALLERID")
 EMAILBODY = "\\n".join(f"{k}=${{{k}}}" for k in BODY_KEYS) + "\\n"
 EMAIL_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# What app_voicemail puts in VM_CIDNAME, VM_CIDNUM and VM_CALLERID (and the
+# stock body's "from") for a part of the caller ID it does not have.
+UNKNOWN_CALLER = "an unknown caller"
 
 
 class VoicemailParseError(ValueError):
@@ -237,7 +240,7 @@ def _stock_values(msg: EmailMessage, text: str) -> dict[str, str]:
         out.update(VM_NAME=m.group("name"), VM_DUR=m.group("dur"),
                    VM_MSGNUM=m.group("msgnum"), VM_MAILBOX=m.group("mailbox"),
                    VM_DATE=" ".join(m.group("date").split()))
-        if not name and m.group("from") != "an unknown caller":
+        if not name and not _unknown(m.group("from")):
             # The text's "from" is VM_CALLERID: the name when no header has it.
             from_name, from_num = split_callerid(m.group("from"))
             if from_num in ("", num):
@@ -311,8 +314,15 @@ def _shrunk_number(text: str) -> str:
     return "".join(out)
 
 
+def _unknown(value: str) -> bool:
+    return value.strip().lower() == UNKNOWN_CALLER
+
+
 def _complete(values: dict[str, str], msg: EmailMessage, date: datetime | None) -> dict[str, str]:
     out = {k: one_line(str(v)) for k, v in values.items()}
+    for key in ("VM_CIDNAME", "VM_CIDNUM", "VM_CALLERID"):  # Asterisk's text, not a name
+        if _unknown(out.get(key, "")):
+            out[key] = ""
     name, num = split_callerid(out.get("VM_CALLERID", ""))
     num = num or out.get("VM_CIDNUM", "")
     name = name or out.get("VM_CIDNAME", "")
@@ -331,7 +341,11 @@ def _recording(msg: EmailMessage, values: dict[str, str],
                date: datetime | None) -> Attachment | None:
     for part in msg.iter_attachments():
         if _is_recording(part):
-            return Attachment(recording_name(values, date), "audio/x-wav", _decoded(part))
+            data = _decoded(part)
+            kind = audio.sniff(data[:256], str(part.get_filename() or ""),
+                               part.get_content_type())
+            return Attachment(recording_name(values, date, kind.extension), kind.content_type,
+                              data)
     return None
 
 
@@ -358,10 +372,11 @@ def _is_recording(part: Message) -> bool:
             or filename.lower().endswith((".wav", ".gsm")))
 
 
-def recording_name(values: dict[str, str], date: datetime | None) -> str:
-    """voicemail-<date>-<caller>.wav; Asterisk's `.WAV` (GSM in a WAV box)
-    gets the same lower-case name, its bytes untouched."""
+def recording_name(values: dict[str, str], date: datetime | None,
+                   extension: str = ".wav") -> str:
+    """voicemail-<date>-<caller><extension>; Asterisk's `.WAV` (GSM in a WAV
+    box) gets the same lower-case name, its bytes untouched."""
     day = date.strftime("%Y-%m-%d") if date else "unknown-date"
     caller = values.get("VM_CALLER_NUM") or values.get("VM_CALLER_NAME") or "unknown"
     caller = re.sub(r"[^\w+.-]+", "_", caller, flags=re.ASCII).strip("_.") or "unknown"
-    return f"voicemail-{day}-{caller[:40]}.wav"
+    return f"voicemail-{day}-{caller[:40]}{extension}"

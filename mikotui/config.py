@@ -141,6 +141,7 @@ class Voicemail:
     body: str = ""
     footer: str = ""
     max_attachment_mb: float = 10
+    attachment_format: str = "mp3"  # mp3 | wav | original (audio.FORMATS)
 
 
 @dataclass(frozen=True)
@@ -559,6 +560,9 @@ def validate(settings: Settings) -> list[Problem]:
             add(f"{section}.subject", "no_subject", "warning")
     if settings.voicemail.max_attachment_mb < 0:
         add("voicemail.max_attachment_mb", "not_negative")
+    if settings.voicemail.attachment_format not in ("mp3", "wav", "original"):
+        add("voicemail.attachment_format", "one_of", choices="mp3, wav, original",
+            value=repr(settings.voicemail.attachment_format))
     if not settings.spool.path.strip():
         add("spool.path", "empty")
     if not settings.spool.max_age_hours > 0:

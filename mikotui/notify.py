@@ -71,23 +71,45 @@ def missed_call(settings: Settings, call: MissedCall) -> Prepared:
 
 def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) -> Prepared:
     """`event` is an `asterisk.VoicemailEvent`."""
-    values = dict(event.values)
-    if not values.get("VM_CALLER_NAME") and values.get("VM_CALLER_NUM"):
-        card = settings.employee(values["VM_CALLER_NUM"])
-        if card and card.name:
-            values["VM_CALLER_NAME"] = card.name
+    from mikotui import audio
+
+    values = caller_values(settings, event.values, lang)
     rendered = message.render("voicemail", settings, values)
     limit_mb = settings.voicemail.max_attachment_mb
-    attachments, note = message.fit_attachment(event.recording, limit_mb, lang)
+    recording, unconverted = audio.for_mail(event.recording,
+                                            settings.voicemail.attachment_format, lang)
+    attachments, note = message.fit_attachment(recording, limit_mb, lang)
     if event.left_out:  # too big to even read: `asterisk.parse` skipped it
         note = i18n.text(lang, "attachment.too_big", size_mb=event.left_out / 2**20,
                          limit_mb=limit_mb)
     elif attachments and event.expected_size > len(event.recording.data):
         note = i18n.text(lang, "attachment.incomplete", got_kb=len(event.recording.data) / 1024,
                          expected_kb=event.expected_size / 1024)
+    elif attachments and unconverted:
+        note = unconverted
     rendered = message.with_note(rendered, note)
     recipients = routing.voicemail(settings, missed_by, event.mailbox or None)
     return _prepare(VOICEMAIL, rendered, recipients, settings, attachments)
+
+
+def caller_values(settings: Settings, values: dict[str, str], lang: str) -> dict[str, str]:
+    """The caller as every body style gives it, said the same way: a number
+    with an employee card gets the card's name; VM_CALLERID is rebuilt
+    from the name and number; with neither, the caller is "an unknown
+    caller" once (in VM_CALLER_NAME and VM_CALLERID), never Asterisk's text."""
+    values = dict(values)
+    name, num = values.get("VM_CALLER_NAME", ""), values.get("VM_CALLER_NUM", "")
+    if not name and num:
+        card = settings.employee(num)
+        name = card.name if card and card.name else ""
+    if name and num:
+        callerid = f'"{name}" <{num}>'
+    else:
+        callerid = name or num
+    if not callerid:
+        name = callerid = i18n.text(lang, "voicemail.unknown_caller")
+    values.update(VM_CALLER_NAME=name, VM_CALLERID=callerid)
+    return values
 
 
 def system(settings: Settings, subject: str, text: str) -> Prepared:

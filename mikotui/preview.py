@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-from mikotui import asterisk, message, routing, templates
+from mikotui import asterisk, audio, message, routing, templates
 from mikotui.config import Settings
 from mikotui.message import Attachment, Rendered
 
@@ -60,6 +60,8 @@ def build(kind: str, settings: Settings, lang: str | None = None) -> Preview:
     when = datetime.strptime(values["VM_DATE"], "%Y-%m-%d %H:%M:%S")
     recording = Attachment(asterisk.recording_name(values, when), "audio/x-wav",
                            sample_recording())
+    # The same conversion a real voicemail gets, so the line shows what is sent.
+    recording, _ = audio.for_mail(recording, settings.voicemail.attachment_format, lang)
     attachments, note = message.fit_attachment(
         recording, settings.voicemail.max_attachment_mb, lang)
     rendered = message.with_note(rendered, note)

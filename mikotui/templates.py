@@ -74,11 +74,27 @@ def _pattern(names: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
-    """Replace every known parameter (a key of `values`) by its value."""
+    """Replace every known parameter (a key of `values`) by its value. An
+    empty value takes one space beside it along, so "from NAME NUMBER"
+    with no name reads "from NUMBER", not "from  NUMBER"."""
     if not values or not template:
         return template
-    pattern = _pattern(tuple(values))
-    return pattern.sub(lambda m: str(values[m.group(1) or m.group(2)]), template)
+    out: list[str] = []
+    pos = 0
+    for m in _pattern(tuple(values)).finditer(template):
+        out.append(template[pos:m.start()])
+        value = str(values[m.group(1) or m.group(2)])
+        pos = m.end()
+        if not value:
+            before = "".join(out)[-1:]
+            after = template[pos:pos + 1]
+            if after == " " and before in ("", " ", "\n"):
+                pos += 1
+            elif before == " " and after in ("", "\n", ",", ".", ")"):
+                out = ["".join(out)[:-1]]
+        out.append(value)
+    out.append(template[pos:])
+    return "".join(out)
 
 
 # Looks like a parameter: ${ANY_NAME}, or a bare token with one of the

@@ -78,10 +78,12 @@ class Pbx:
 
     @classmethod
     def start(cls, folder: Path, *, voicemail_conf: str, extensions_conf: str,
-              extra: dict[str, str] | None = None) -> Pbx:
+              extra: dict[str, str] | None = None, tone_seconds: float = 2.0) -> Pbx:
+        """`extra`: more files for etc/ (queues.conf...); `tone_seconds`: the
+        length of sounds/custom/msg, what a test call says."""
         binary = require()
         pbx = cls(folder)
-        pbx._write(voicemail_conf, extensions_conf, extra or {})
+        pbx._write(voicemail_conf, extensions_conf, extra or {}, tone_seconds)
         with open(pbx.output, "wb") as out:
             pbx.proc = subprocess.Popen([str(binary), "-C", str(pbx.conf), "-f", "-n"],
                                         stdin=subprocess.DEVNULL, stdout=out,
@@ -96,7 +98,8 @@ class Pbx:
             raise
         return pbx
 
-    def _write(self, voicemail_conf: str, extensions_conf: str, extra: dict[str, str]) -> None:
+    def _write(self, voicemail_conf: str, extensions_conf: str, extra: dict[str, str],
+               tone_seconds: float) -> None:
         f = self.folder
         dirs = {"astetcdir": self.etc, "astmoddir": MODULES, "astvarlibdir": f / "lib",
                 "astdbdir": f / "db", "astkeydir": f / "keys", "astdatadir": f / "data",
@@ -110,7 +113,7 @@ class Pbx:
             doc.symlink_to(PREFIX / "var" / "lib" / "asterisk" / "documentation")
         sounds = f / "data" / "sounds"
         tone_wav(sounds / "en" / "beep.wav", 0.2, 1000)
-        tone_wav(sounds / "custom" / "msg.wav", 2.0)
+        tone_wav(sounds / "custom" / "msg.wav", tone_seconds)
         # A path under /tmp may exceed the control socket's 108 bytes: keep it short.
         lines = ["[directories]", *(f"{k} => {v}" for k, v in dirs.items()),
                  "[options]", "verbose = 3", "nocolor = yes", "transmit_silence = yes"]

@@ -4,6 +4,7 @@ SMTP server on 127.0.0.1, a real spool directory."""
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -25,7 +26,11 @@ def server():
 
 @pytest.fixture
 def conf(tmp_path: Path, server: Server) -> str:
-    return write(tmp_path, settings_for(tmp_path, server.port))
+    # Asterisk's bytes as they came: these tests follow them byte for byte
+    # (test_asterisk22_mail.py and test_pbx_voicemail.py check the MP3).
+    s = settings_for(tmp_path, server.port)
+    return write(tmp_path, replace(s, voicemail=replace(s.voicemail,
+                                                        attachment_format="original")))
 
 
 def spool_of(tmp_path: Path) -> Path:
@@ -131,7 +136,8 @@ def test_master_switch_off_queues_nothing(cli, tmp_path, server):
      {"smith@pbx.test", VOICEMAIL}, True),
     ("asterisk-voicemail-mikopbx-json.eml",
      "New Voicemail Message from Иван Петров 79261234567", {VOICEMAIL}, True),
-    ("asterisk-voicemail-noattach.eml", "New Voicemail Message from", {VOICEMAIL}, False),
+    ("asterisk-voicemail-noattach.eml", "New Voicemail Message from an unknown caller",
+     {VOICEMAIL}, False),
 ])
 def test_voicemail_fixture(cli, conf, server, name, subject, recipients, attached):
     r = cli("--config", conf, "notify", "voicemail", input=(FIXTURES / name).read_bytes())
@@ -553,3 +559,16 @@ def test_system_text_from_a_script_is_cleaned_of_control_characters(cli, conf, s
     assert r.returncode == 0, r.stderr_text
     body = server.received[0].parse().get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert "\r" not in body and "disk /var at 97%\nNUL here: escape:[31mred[0m\ttab\n" in body
+
+
+def test_voicemail_conf_example_is_what_asterisk_config_prints(cli, conf):
+    """One source for the lines: the example file is the command's output
+    with README's paths, and the command prints exactly that block."""
+    from mikotui.commands.asterisk_config import EXAMPLE_COMMAND, general_lines
+
+    example = (ROOT / "config" / "voicemail.conf.example").read_text()
+    assert example.endswith(general_lines(EXAMPLE_COMMAND))
+    printed = cli("--config", conf, "asterisk-config").stdout_text
+    mailcmd = next(ln for ln in printed.splitlines() if ln.startswith("mailcmd="))
+    assert printed == general_lines(shlex.split(mailcmd.removeprefix("mailcmd=")))
+    assert "\n[general]\n" in printed and "(+)" not in printed.split("[general]")[1]

@@ -32,8 +32,9 @@ def test_eml_parses_back_without_defects(cli, kind: str, lang: str) -> None:
     assert subject == expected
     if kind == "voicemail":
         att = next(msg.iter_attachments())
-        assert att.get_content_type() == "audio/x-wav"
-        assert att.get_content()[:4] == b"RIFF"
+        # attachment_format's default: what a real voicemail would carry.
+        assert att.get_content_type() == "audio/mpeg"
+        assert att.get_content()[:2] in (b"\xff\xf3", b"\xff\xf2")  # MPEG-2 Layer III
 
 
 def test_text_format_reads_like_the_mail(cli) -> None:
@@ -46,7 +47,8 @@ def test_text_format_reads_like_the_mail(cli) -> None:
     assert "You have a missed call" in res.stdout_text
     assert "Please contact the caller at your earliest convenience." in res.stdout_text
     ru = cli("preview", "voicemail", "--lang", "ru", "--config", SHIPPED)
-    assert "Attachment: voicemail-2026-11-26-79261234567.wav" in ru.stdout_text
+    assert "Attachment: voicemail-2026-11-26-79261234567.mp3 (" in ru.stdout_text
+    assert "kB, audio/mpeg)" in ru.stdout_text
     assert "На ваш почтовый ящик поступило новое голосовое сообщение." in ru.stdout_text
 
 
