@@ -3,6 +3,7 @@ SMTP server on 127.0.0.1, a real spool directory."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import stat
@@ -38,7 +39,7 @@ def spool_of(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("bad", [["--date", "26.11.2026 14:03"], ["--duration", "ten"],
-                                 ["--date", "2026-11-26T14:03:12"], ["--duration", "-3"]])
+                                 ["--date", "2026-11-26T14:03:12"], ["--duration", "3.5"]])
 def test_missed_call_with_a_bad_option_is_a_usage_error(cli, conf, server, tmp_path, bad):
     r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201", *bad)
     # One line naming the option and the value it got.
@@ -48,6 +49,35 @@ def test_missed_call_with_a_bad_option_is_a_usage_error(cli, conf, server, tmp_p
 
 
 # --- routing: the card's address, else the general one ------------------------------------------------------------
+
+@pytest.mark.parametrize("duration", ["", "-3"])
+def test_missed_call_ring_time_the_dialplan_could_not_count_is_0_s(cli, conf, server, duration):
+    """README's dialplan computes $[${EPOCH} - start]: empty when the start
+    was lost, negative after the clock went back. Still a missed call."""
+    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201",
+            "--duration", duration)
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert "Rang for: 0 s" in got.parse().get_body(("plain",)).get_content()
+
+
+def test_missed_call_caller_name_in_base64_as_the_dialplan_passes_it(cli, conf, server):
+    name = "Иван \"Ёлкин\"; $(rm -rf /)"
+    r = cli("--config", conf, "notify", "missed", "--caller", "+79261112233", "--called", "201",
+            "--caller-name-base64", base64.b64encode(name.encode()).decode())
+    assert r.returncode == 0, r.stderr_text
+    [got] = server.received
+    assert f"From: {name} +79261112233" in got.parse().get_body(("plain",)).get_content()
+    # In Windows-1251 (an old channel driver), and broken base64: the mail still goes.
+    cli("--config", conf, "notify", "missed", "--caller", "7", "--called", "201",
+        "--caller-name-base64", base64.b64encode("Пётр".encode("cp1251")).decode())
+    bad = cli("--config", conf, "notify", "missed", "--caller", "8", "--called", "201",
+              "--caller-name-base64", "%%%")
+    assert bad.returncode == 0 and "not base64" in bad.stderr_text
+    assert server.handler.wait_for(3)
+    texts = [m.parse().get_body(("plain",)).get_content() for m in server.received[1:]]
+    assert "From: Пётр 7" in texts[0] and "From: 8" in texts[1]
+
 
 def test_missed_call_goes_to_the_called_employee(cli, conf, server, tmp_path):
     r = cli("--config", conf, "notify", "missed", "--caller", "79261234567",

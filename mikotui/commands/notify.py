@@ -30,10 +30,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     m.add_argument("--caller", required=True, metavar="NUM", help="who called")
     m.add_argument("--caller-name", default="", metavar="NAME",
                    help="the caller's name (default: the employee card of NUM)")
+    m.add_argument("--caller-name-base64", default="", metavar="B64",
+                   help="the caller's name as base64 (the dialplan's BASE64_ENCODE(), "
+                        "which keeps a name away from the shell)")
     m.add_argument("--called", required=True, metavar="EXT", help="the extension called")
     m.add_argument("--called-name", default="", metavar="NAME",
                    help="the callee's name (default: the employee card of EXT)")
-    m.add_argument("--duration", default="0", metavar="SEC", help="ringing time, seconds")
+    m.add_argument("--duration", default="0", metavar="SEC",
+                   help="ringing time, seconds (empty or below 0: 0)")
     m.add_argument("--date", default="", metavar="'YYYY-MM-DD HH:MM:SS'",
                    help="when the call was (default: now)")
 
@@ -54,14 +58,46 @@ def run(args: argparse.Namespace) -> int:
         from mikotui.notify import MissedCall
 
         event = MissedCall(caller=args.caller, called=args.called,
-                           caller_name=args.caller_name, called_name=args.called_name,
-                           duration=args.duration, date=args.date)
+                           caller_name=args.caller_name or _from_base64(args.caller_name_base64),
+                           called_name=args.called_name, duration=_seconds(args.duration),
+                           date=args.date)
     elif args.kind == "voicemail":
         event = intake.Voicemail(missed_by=tuple(args.missed_by.split(",")))
     else:
         event = intake.SystemAlert(subject=args.subject, text=args.message)
     return intake.run(event, config_path=args.config, lang=args.lang,
                       queue_only=args.queue_only, stdin=_piped())
+
+
+def _from_base64(text: str) -> str:
+    """The caller's name from the dialplan's BASE64_ENCODE(): UTF-8 as the
+    channel has it, else Windows-1251. Broken base64 costs the name, never
+    the notification."""
+    import binascii
+
+    from mikotui.asterisk import decode_text
+
+    if not text.strip():
+        return ""
+    try:
+        raw = binascii.a2b_base64(text.strip().encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        print(f"mikotui: --caller-name-base64 {text[:40]!r} is not base64; sent without "
+              "the name", file=sys.stderr)
+        return ""
+    return decode_text(raw, None)
+
+
+def _seconds(text: str) -> str:
+    """The dialplan computes the ring time as $[${EPOCH} - start]: empty if
+    its start was lost, negative after the clock was set back. Either still
+    is a missed call, rung for 0 s; anything else is left for the check."""
+    text = text.strip()
+    if not text:
+        return "0"
+    if text.startswith("-") and text[1:].isdigit():
+        return "0"
+    return text
 
 
 def _piped() -> BinaryIO | None:
