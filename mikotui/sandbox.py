@@ -131,6 +131,10 @@ class MaildirHandler:
                  on_message: Callable[[CapturedMessage], None] | None = None) -> None:
         self.maildir = Path(maildir)
         self.box = mailbox.Maildir(self.maildir, create=True)
+        # Maildir(create=True) makes cur/new/tmp only for a folder it makes
+        # itself: an existing empty one answered every message with a 500.
+        for sub in ("tmp", "new", "cur"):
+            (self.maildir / sub).mkdir(mode=0o700, exist_ok=True)
         self.on_message = on_message
         self._lock = threading.Lock()
 

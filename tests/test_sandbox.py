@@ -106,3 +106,21 @@ def test_busy_port_fails_at_once(tmp_path: Path) -> None:
         with smtplib.SMTP(first.host, first.port, local_hostname="client.test", timeout=5) as c:
             c.send_message(_message("still here"))
         assert [m.subject for m in first.messages()] == ["still here"]
+
+
+def test_sandbox_command_stores_into_an_existing_empty_folder(tmp_path: Path) -> None:
+    """`mikotui sandbox --maildir D` with D made beforehand (empty, no
+    cur/new/tmp): the message is taken and stored, not answered 500."""
+    from conftest import running
+
+    from mikotui.sandbox import free_port
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    port = free_port()
+    with running("sandbox", "--port", str(port), "--maildir", str(folder)) as proc:
+        banner = proc.stdout.readline().decode()
+        assert f"127.0.0.1:{port}" in banner, banner
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.send_message(_message("into an empty folder"))
+    assert len(list((folder / "new").iterdir())) == 1

@@ -615,3 +615,19 @@ async def test_encryption_none_hides_the_certificate_switch_and_moves_a_default_
         await pilot.click("#enc-starttls")
         await pilot.pause()
         assert app.settings.smtp.port == 2525
+async def test_voicemail_recording_format_is_chosen_on_its_screen(config_path):
+    """The voicemail screen offers mp3 / wav / as recorded; the preview's
+    attachment line follows it (name, size, type) and Ctrl+S saves it."""
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        assert ".mp3 (" in preview_text(app) and "kB, audio/mpeg)" in preview_text(app)
+        app.screen.query_one("#voicemail--attachment_format").focus()
+        await pilot.press("enter", "down", "enter")  # open, MP3 -> WAV, choose
+        await pilot.pause()
+        assert app.settings.voicemail.attachment_format == "wav"
+        assert ".wav (15.7 kB, audio/x-wav)" in preview_text(app)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert config.load(config_path).voicemail.attachment_format == "wav"

@@ -68,6 +68,7 @@ class TemplateScreen(BaseScreen):
                                   placeholder=self.t(f"placeholder.{s}.email"), select_on_focus=False))
                 yield Field(f"{s}.subject", self.t("label.subject"),
                             Input(tpl.subject, id=widget_id(f"{s}.subject"), compact=True, select_on_focus=False))
+                yield from self.extra_fields()
                 yield Label(self.t("label.body"), classes="area-label")
                 yield TemplateArea(tpl.body, id=widget_id(f"{s}.body"), soft_wrap=True,
                                classes="body", compact=True)
@@ -81,6 +82,10 @@ class TemplateScreen(BaseScreen):
                 yield ParameterList(s, self.miko.lang, id="parameters", compact=True)
                 yield Label(self.t("label.preview"), classes="area-label")
                 yield EmailPreview(self.PREVIEW, id="preview")
+
+    def extra_fields(self) -> ComposeResult:
+        """Fields of this kind of mail only, below the subject."""
+        yield from ()
 
     def on_mount(self) -> None:
         super().on_mount()
