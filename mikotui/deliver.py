@@ -40,6 +40,7 @@ class Report:
     deferred: int = 0
     failed: int = 0
     released: int = 0  # back to queue/ untried: stopped, or the connection broke
+    partial: int = 0  # of the failed: some recipients took it, the rest refused it for good
     alerts: list[str] = field(default_factory=list)  # ids of alerts queued
     setup_problem: str = ""  # a connection failure that retrying alone won't cure
 
@@ -47,6 +48,7 @@ class Report:
         self.sent += other.sent
         self.deferred += other.deferred
         self.failed += other.failed
+        self.partial += other.partial
         self.released += other.released
         self.alerts += other.alerts
         self.setup_problem = other.setup_problem or self.setup_problem
@@ -74,6 +76,7 @@ class Courier:
         self.dialling = asyncio.Lock()
         self.open_lanes = 0
         self.tried: set[str] = set()
+        self.failed: list[Entry] = []  # given up on in the run, not yet in an alert
 
     def use(self, settings: Settings) -> None:
         """Send with these settings from the next batch on."""
@@ -215,6 +218,8 @@ class Courier:
             entry = self.spool.update(entry, meta)
             self._defer(entry, report, kind or "recipient_deferred", code, error)
         elif meta.refused:
+            if any(a not in meta.refused for a in meta.recipients):
+                report.partial += 1  # the others have it
             self._fail(entry, meta, report, kind or "recipient_refused", code,
                        "refused: " + "; ".join(f"{a}: {w}" for a, w in meta.refused.items()))
         else:
@@ -249,9 +254,16 @@ class Courier:
         self._alert(settled, report)
 
     def _alert(self, failed: Entry, report: Report) -> None:
-        alert = notify.alert_failed(self.settings, self.spool, failed.meta)
+        self.failed.append(failed)
+
+    def alert(self, report: Report) -> bool:
+        """One alert about everything the run gave up on so far (a burst
+        of failures is one mail listing them); True when one was queued."""
+        failed, self.failed = self.failed, []
+        alert = notify.alert_failed(self.settings, self.spool, failed) if failed else None
         if alert is not None:
             report.alerts.append(alert.id)
+        return alert is not None
 
     def _log(self, entry: Entry, *, result: str, status=None, error: str = "",
              **extra: object) -> None:
@@ -289,6 +301,7 @@ async def _deliver_entries(settings: Settings, spool: Spool, owner: Owner,
     stop = _stop_on_signals()
     try:
         report = await courier.batch(entries, stop)
+        courier.alert(report)
         if stop.is_set():
             return report  # any alert waits in queue/ for the next deliverer
         alerts = [e for e in (spool.claim(i, owner) for i in report.alerts) if e is not None]
@@ -335,6 +348,8 @@ async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None
         claimed = _claim(courier, due, batch)
         courier.settle_damaged(report)
         if not claimed:
+            if courier.alert(report):
+                continue  # the alert goes out in this run too
             break
         report.add(await courier.batch(claimed, stop))
     return report
@@ -351,6 +366,7 @@ async def _retry_waiting(courier: Courier, batch: int, stop: asyncio.Event) -> R
         courier.settle_damaged(report)
         del waiting[:batch]
         report.add(await courier.batch(claimed, stop))
+    courier.alert(report)  # sent by the drain that follows
     return report
 
 

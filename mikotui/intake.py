@@ -175,7 +175,7 @@ class _Intake:
         if error:
             log.record(spool, id=entry.id, kind=notify.VOICEMAIL, event="failed",
                        error=error, kept=entry.path)
-            alert = notify.alert_failed(settings, spool, entry.meta)
+            alert = notify.alert_failed(settings, spool, [entry])
             if alert is not None and not self.queue_only:
                 self._deliver_queued(owner, alert.id)
             if not entry.meta.size:  # nothing came: input missing, not bad input
@@ -201,8 +201,11 @@ class _Intake:
         from mikotui import deliver, log
 
         report = deliver.deliver_entries(self.settings, self.spool, owner, [entry])
-        if report.failed:
+        if report.failed > report.partial:
             return os.EX_UNAVAILABLE
+        if report.partial:  # delivered, though not to everyone: said, kept, the admin told
+            _say_refused(self.spool, entry)
+            return 0
         if report.released:
             log.record(self.spool, id=entry.id, kind=entry.meta.kind, event="queued",
                        reason="stopped by a signal before sending")
@@ -217,6 +220,16 @@ class _Intake:
         entry = self.spool.claim(entry_id, owner)
         if entry is not None:
             deliver.deliver_entries(self.settings, self.spool, owner, [entry])
+
+
+def _say_refused(spool: Spool, entry: Entry) -> None:
+    failed = spool.find(entry.id)
+    if failed is None:
+        return
+    refused = "; ".join(f"{a}: {why}" for a, why in failed.meta.refused.items())
+    took = ", ".join(a for a in failed.meta.recipients if a not in failed.meta.refused)
+    print(f"mikotui: sent to {took}; refused for {refused} (kept in {failed.path}, "
+          "the administrator is told)", file=sys.stderr)
 
 
 def _setup_hint(report: Report) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -120,23 +121,50 @@ def system(settings: Settings, subject: str, text: str) -> Prepared:
     return _prepare(SYSTEM, rendered, routing.system(settings), settings)
 
 
-def alert(settings: Settings, failed: Meta, lang: str) -> Prepared | None:
-    """The one mail to the administrator about an entry given up on, or None
+ALERT_LISTS = 20  # entries an alert about a burst of failures spells out
+
+
+def needs_alert(settings: Settings, failed: Meta) -> bool:
+    """Whether the administrator is to be told about `failed`: once per
+    entry ever (a retried one that fails again was told already), and not
     when that would be about mail to the administrator itself."""
-    if failed.kind in NO_ALERT_KINDS:
-        return None
+    if failed.alerted or failed.kind in NO_ALERT_KINDS:
+        return False
     admins = {a.lower() for a in routing.system(settings)}
-    lost = set(failed.refused) or set(failed.owed) or set(failed.recipients)
-    if not admins or (lost and {a.lower() for a in lost} <= admins):
+    lost = _lost(failed)
+    return bool(admins) and not (lost and {a.lower() for a in lost} <= admins)
+
+
+def _lost(failed: Meta) -> set[str]:
+    return set(failed.refused) or set(failed.owed) or set(failed.recipients)
+
+
+def alert(settings: Settings, failed: Sequence[Meta], lang: str) -> Prepared | None:
+    """The one mail to the administrator about the entries given up on
+    together (a burst of failures is one mail, not fifty), or None when
+    none needs telling (`needs_alert`)."""
+    failed = sorted((m for m in failed if needs_alert(settings, m)), key=lambda m: m.id)
+    if not failed:
         return None
-    refused = "\n".join(f"  {addr}: {message.excerpt(why)}"
-                        for addr, why in failed.refused.items())
-    body = i18n.text(lang, "alert.body", id=failed.id, kind=failed.kind,
-                     subject=message.excerpt(failed.subject) or "-",
-                     reason=message.excerpt(failed.failed_reason) or "-",
-                     recipients=", ".join(sorted(lost)) or "-",
-                     refused=refused or "  -")
-    rendered = message.render_system(i18n.text(lang, "alert.subject", kind=failed.kind), body)
+
+    def details(m: Meta) -> dict[str, str]:
+        refused = "\n".join(f"  {addr}: {message.excerpt(why)}"
+                            for addr, why in m.refused.items())
+        return {"id": m.id, "kind": m.kind, "subject": message.excerpt(m.subject) or "-",
+                "reason": message.excerpt(m.failed_reason) or "-",
+                "recipients": ", ".join(sorted(_lost(m))) or "-", "refused": refused or "  -"}
+
+    if len(failed) == 1:
+        [one] = failed
+        subject = i18n.text(lang, "alert.subject", kind=one.kind)
+        body = i18n.text(lang, "alert.body", **details(one))
+    else:
+        listed = [i18n.text(lang, "alerts.entry", **details(m)) for m in failed[:ALERT_LISTS]]
+        if len(failed) > ALERT_LISTS:
+            listed.append(i18n.text(lang, "alerts.more", count=len(failed) - ALERT_LISTS))
+        subject = i18n.text(lang, "alerts.subject", count=len(failed))
+        body = i18n.text(lang, "alerts.body", count=len(failed), entries="\n\n".join(listed))
+    rendered = message.render_system(subject, body)
     return _prepare(ALERT, rendered, routing.system(settings), settings)
 
 
@@ -174,13 +202,17 @@ def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Ent
     return spool.replace_message(entry, meta, prepared.data), ""
 
 
-def alert_failed(settings: Settings, spool: Spool, failed: Meta) -> Entry | None:
-    """Queue the administrator's alert for `failed` (at most one per entry:
-    an entry is failed once; a retried one that fails again is news again)."""
-    prepared = alert(settings, failed, settings.ui.language)
+def alert_failed(settings: Settings, spool: Spool, failed: Sequence[Entry]) -> Entry | None:
+    """Queue one administrator's alert about the `failed` entries that
+    need one (`needs_alert`), and mark each as told, so that none is ever
+    the subject of a second alert."""
+    told = [e for e in failed if needs_alert(settings, e.meta)]
+    prepared = alert(settings, [e.meta for e in told], settings.ui.language)
     if prepared is None:
         return None
     entry = spool.enqueue(prepared.meta(), prepared.data)
-    log.record(spool, id=entry.id, kind=ALERT, event="queued", about=failed.id,
-               recipients=",".join(prepared.recipients))
+    log.record(spool, id=entry.id, kind=ALERT, event="queued",
+               about=",".join(e.id for e in told), recipients=",".join(prepared.recipients))
+    for e in told:
+        spool.mark_alerted(e, entry.meta.created)
     return entry

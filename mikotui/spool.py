@@ -91,6 +91,7 @@ class Meta:
     tried_at: float = 0.0  # wall clock of the last attempt
     tried_boot: str = ""  # the boot that attempt was made in ...
     tried_mono: float = 0.0  # ... and its CLOCK_BOOTTIME
+    alerted: float = 0.0  # when the administrator's alert about it was queued (once, ever)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
@@ -155,7 +156,8 @@ _FIELDS: dict[str, tuple[Any, str]] = {
     **{k: (lambda v: isinstance(v, str), "text")
        for k in ("subject", "last_error", "failed_reason", "tried_boot")},
     **{k: (_is_number, "a number")
-       for k in ("created", "next_attempt", "purged", "waited", "tried_at", "tried_mono")},
+       for k in ("created", "next_attempt", "purged", "waited", "tried_at", "tried_mono",
+                 "alerted")},
 }
 
 
@@ -413,6 +415,13 @@ class Spool:
             return self.fail(entry, f"undelivered after {hours:g} h: {error}", meta=meta)
         entry = self.update(entry, meta)
         return self.release(entry)
+
+    def mark_alerted(self, entry: Entry, when: float) -> None:
+        """Note on a failed entry that its alert is queued. An operator may
+        have moved it meanwhile (`queue retry`): then it is simply not noted."""
+        meta = replace(entry.meta, alerted=when)
+        with contextlib.suppress(FileNotFoundError):
+            self.update(entry, meta)
 
     def fail(self, entry: Entry, reason: str, *, meta: Meta | None = None) -> Entry:
         meta = replace(meta or entry.meta, failed_reason=reason)

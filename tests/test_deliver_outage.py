@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from notify_support import Server, entries, settings_for, write
+from notify_support import ADMIN, Server, entries, settings_for, write
 from test_spool_damage import queue_calls
 
 from mikotui.sandbox import free_port
@@ -61,3 +61,27 @@ def test_a_clock_set_back_a_day_parks_nothing(cli, tmp_path):
         r = cli("--config", conf, "deliver")
         assert r.returncode == 0 and "sent 1" in r.stdout_text, r.stdout_text
     assert [m.rcpt_tos for m in server.received] == [("smith@pbx.test",)]
+
+
+def test_a_burst_of_failures_is_one_alert_and_a_retry_alerts_no_more(cli, tmp_path):
+    """50 calls to a mailbox the server refuses for good: one alert listing
+    them; `queue retry --all` and another failure: no second alert."""
+    with Server() as server:
+        server.handler.rcpt_codes["smith@pbx.test"] = "550 5.1.1 no such user"
+        s = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, s)
+        ids = queue_calls(s, 50)
+        r = cli("--config", conf, "deliver")
+        assert r.returncode == 0 and "sent 1, deferred 0, failed 50" in r.stdout_text
+        [alert] = server.received
+        assert alert.rcpt_tos == (ADMIN,)
+        assert "50 notifications could not be delivered" in alert.subject
+        text = alert.parse().get_body(("plain",)).get_content()
+        assert all(i in text for i in ids[:20]) and "and 30 more" in text
+        assert {m["alerted"] > 0 for m in entries(tmp_path / "spool", "failed")} == {True}
+        for _ in range(2):
+            assert cli("--config", conf, "queue", "retry", "--all").returncode == 0
+            r = cli("--config", conf, "deliver")
+            assert r.returncode == 0 and "sent 0, deferred 0, failed 50" in r.stdout_text
+        assert len(server.received) == 1
+        assert len(entries(tmp_path / "spool", "failed")) == 50
