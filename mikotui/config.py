@@ -8,9 +8,11 @@ when the value came from a file, its line).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -309,6 +311,7 @@ def resolve_path(arg: str | os.PathLike[str] | None = None) -> Path:
 
 def load(path: str | os.PathLike[str]) -> Settings:
     path = Path(path)
+    _remove_dead_saves(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -616,6 +619,69 @@ def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.level == "error"]
 
 
+def untrusted(settings: Settings) -> str:
+    """Why a config holding the SMTP password must not be used to send
+    ("" when it may): another user owns it or can change it, and could
+    point the server (and the password) anywhere. One line with the fix,
+    as msmtp and OpenSSH say it."""
+    path = settings.path
+    if not (settings.smtp.password and path):
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    import pwd
+
+    def user(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+
+    me = os.geteuid()
+    if st.st_uid != me:
+        return (f"{path} holds the SMTP password but belongs to {user(st.st_uid)}, not to "
+                f"{user(me)} who runs mikotui (run it as {user(st.st_uid)}, or: "
+                f"chown {user(me)} {path}; chmod 600 {path})")
+    if st.st_mode & 0o022:
+        return (f"{path} holds the SMTP password and others can change it "
+                f"(mode {stat.S_IMODE(st.st_mode):o}; fix: chmod 600 {path})")
+    return ""
+
+
+def _remove_dead_saves(path: Path) -> None:
+    """The temporary files of saves killed midway (.<name>.<pid>.tmp and
+    .<name>.bak.<pid>.tmp) may hold the new password: removed once their
+    process is gone. Best effort: the folder may not be ours to write."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _SAVE_TMP.fullmatch(name)
+        if not match or match["name"] != path.name or _alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+
+
+_SAVE_TMP = re.compile(r"\.(?P<name>.+?)(?:\.bak)?\.(?P<pid>[0-9]+)\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's live process (or not a pid we can ask about)
+    return True
+
+
 def _readable_by_others(path: Path | None) -> bool:
     try:
         return bool(path and path.stat().st_mode & 0o077)
@@ -737,6 +803,7 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     secret = bool(settings.smtp.password)
     mode = 0o600 if secret else 0o644
+    _remove_dead_saves(path)
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"
     durable.write_file(tmp, text, mode)
     try:

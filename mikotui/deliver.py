@@ -316,12 +316,18 @@ def drain(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
     """Everything due now, then return."""
     with spool.owner() as owner:
         spool.recover()
-        spool.clean_tmp()
+        _log_salvaged(spool, spool.clean_tmp())
         courier = Courier(settings, spool, owner)
         try:
             return asyncio.run(_drain_until_stopped(courier, batch))
         finally:
             courier.close()
+
+
+def _log_salvaged(spool: Spool, entries: list[Entry]) -> None:
+    for entry in entries:
+        log.record(spool, id=entry.id, kind=entry.meta.kind, event="recovered",
+                   reason="its writer died before it was queued", state=entry.state)
 
 
 async def _drain_until_stopped(courier: Courier, batch: int) -> Report:
@@ -440,7 +446,7 @@ async def _watch(courier: Courier, batch: int, config_file: ConfigFile | None = 
             report.add(await _retry_waiting(courier, batch, stop))
         if time.monotonic() - last_recover >= RECOVER_EVERY:
             spool.recover()
-            spool.clean_tmp()
+            _log_salvaged(spool, spool.clean_tmp())
             last_recover = time.monotonic()
         # Reading every entry's metadata twice a second would cost a lot with
         # thousands waiting out an outage: scan when queue/ changed, when a

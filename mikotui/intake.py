@@ -72,6 +72,15 @@ def run(event: Event, *, config_path: str | None = None,
         raise
     language = i18n.language(lang, settings.ui.language)
     settings = config.with_language(settings, language)
+    refuse_send = config.untrusted(settings)
+    if refuse_send:
+        # Sending is refused, losing the event is worse: it waits in the
+        # spool, which `deliver` sends once the config is fixed.
+        print(f"mikotui: not sending now: {refuse_send}; queued instead", file=sys.stderr)
+        queue_only = True
+    if isinstance(event, SystemAlert) and event.text is None and stdin is not None:
+        # Read once, here: a rescue file must hold it too.
+        event = SystemAlert(event.subject, stdin.read().decode("utf-8", "replace"))
     intake = _Intake(settings, Spool(settings.spool_dir(), settings.spool.max_age_hours),
                      queue_only)
     spool = intake.spool
@@ -105,7 +114,7 @@ def run(event: Event, *, config_path: str | None = None,
         # Only failures before the entry was stored get here (`store_and_send`
         # handles those after): nothing is in the spool, so nothing is sent twice.
         why = _spool_problem(spool, exc)
-        if kind == "voicemail" or queue_only or not settings.notifications.enabled:
+        if kind == "voicemail" or not settings.notifications.enabled:
             print(f"mikotui: {why}", file=sys.stderr)
             if piped is not None:
                 _rescue_voicemail(path, piped)
@@ -114,7 +123,15 @@ def run(event: Event, *, config_path: str | None = None,
         prepared = prepared or _prepare(event, settings, stdin)
         if prepared is None:
             return os.EX_USAGE
-        return 0 if _send_without_spool(settings, prepared, why) else os.EX_CANTCREAT
+        # Sent now if the server takes it (--queue-only too: nothing can wait
+        # for `deliver`), else kept in a file beside the voicemails' rescue.
+        if not refuse_send:
+            sent, problem = _send_without_spool(settings, prepared, why)
+            if sent:
+                return 0 if not problem else os.EX_CANTCREAT
+            why = f"{why}; {problem}"
+        _rescue_event(path, event, why)
+        return os.EX_CANTCREAT
 
 
 class _Intake:
@@ -267,32 +284,75 @@ def _kept(spool: Spool, entry: Entry, why: str) -> int:
     return 0
 
 
-def _send_without_spool(settings: Settings, prepared: Prepared, why: str) -> bool:
+def _send_without_spool(settings: Settings, prepared: Prepared, why: str) -> tuple[bool, str]:
     """The spool can't be written (a full or read-only disk): a missed call,
     or the system alert about that very disk, still goes out if the server
-    takes it now. Nothing is kept if it doesn't, and the line says so."""
+    takes it now. Returns (sent to anyone, what went wrong); a line is
+    printed when it was sent."""
     import asyncio
     import email
 
     from mikotui import smtp
 
     if not prepared.recipients:
-        return True
+        return True, ""
     msg = email.message_from_bytes(prepared.data)
     to = ",".join(prepared.recipients)
     try:
         result = asyncio.run(smtp.send_message(settings.smtp, msg, list(prepared.recipients)))
     except smtp.SmtpFailure as exc:
-        print(f"mikotui: {why}; the {prepared.kind} notification to {to} is lost: the "
-              f"server did not take it either: {exc}", file=sys.stderr)
-        return False
+        return False, f"the server did not take it either: {exc}"
     if result.refused:
         refused = ", ".join(f"{a}: {c} {m}" for a, (c, m) in result.refused.items())
         print(f"mikotui: {why}; sent without it, but refused for {refused}", file=sys.stderr)
-        return False
+        return True, refused
     print(f"mikotui: {why}; sent without the spool to {to} (fix it: meanwhile nothing "
           "can wait for a retry)", file=sys.stderr)
-    return True
+    return True, ""
+
+
+def _rescue_event(config_path: Path, event: MissedCall | SystemAlert, why: str) -> None:
+    """A missed call or system alert that neither the spool nor the server
+    took: kept, as a voicemail is (`_rescue_voicemail`), in a private file
+    in $TMPDIR (else /var/tmp): the command that sends it again, with the
+    call's own time. A person runs it (sh FILE) once the spool works."""
+    import tempfile
+    import time
+
+    from mikotui import notify
+    from mikotui.durable import write_all
+
+    words = ["mikotui", "--config", str(config_path), "notify"]
+    if isinstance(event, notify.MissedCall):
+        what = "missed call"
+        words += ["missed", "--caller", event.caller, "--called", event.called,
+                  "--caller-name", event.caller_name, "--called-name", event.called_name,
+                  "--duration", event.duration,
+                  "--date", event.date or time.strftime("%Y-%m-%d %H:%M:%S")]
+    else:
+        what = "system alert"
+        words += ["system", "--subject", event.subject, "--message", event.text or ""]
+    one_line = " ".join(why.split())
+    script = ("#!/bin/sh\n"
+              f"# mikotui could not store this {what} on {time.strftime('%Y-%m-%d %H:%M:%S')}:\n"
+              f"# {one_line}\n"
+              "# Once the spool works, run this file (sh FILE) to send it, then delete it.\n"
+              + " ".join(shlex.quote(w) for w in words) + "\n")
+    folder = os.environ.get("TMPDIR") or "/var/tmp"
+    kind = "missed" if what == "missed call" else "system"
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"mikotui-{kind}-", suffix=".sh", dir=folder)
+        try:
+            write_all(fd, script.encode("utf-8", "surrogateescape"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        print(f"mikotui: {one_line}; the {what} is lost: cannot write to {folder} either: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return
+    print(f"mikotui: {one_line}; the {what} is kept in {name}; once the spool works: "
+          f"sh {shlex.quote(name)}", file=sys.stderr)
 
 
 def _prepare(event: MissedCall | SystemAlert, settings: Settings,

@@ -265,13 +265,16 @@ class Spool:
     # --- setup ---------------------------------------------------------------
 
     def ensure(self) -> Spool:
-        """Create the folders (0700); cheap when they exist."""
+        """Create the folders (0700), or check that those there are ours
+        alone; cheap when they exist."""
         try:
             if not self.root.is_dir():
                 self.root.parent.mkdir(parents=True, exist_ok=True)
                 self.root.mkdir(mode=0o700, exist_ok=True)
+            self._refuse_if_not_private(self.root, link_ok=True)
             for name in DIRS:
                 (self.root / name).mkdir(mode=0o700, exist_ok=True)
+                self._refuse_if_not_private(self.root / name)
         except (FileExistsError, NotADirectoryError) as exc:
             # mkdir's "File exists" would say nothing useful here.
             raise SpoolError(f"cannot use the spool {self.root}: {exc.filename} is a file, "
@@ -279,6 +282,30 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot use the spool {self.root}: {exc.strerror}") from None
         return self
+
+    def _refuse_if_not_private(self, path: Path, *, link_ok: bool = False) -> None:
+        """As OpenSSH and msmtp do: a folder another user owns or can write
+        to is theirs to fill (a message.eml linked to a root-only file, an
+        entry sent to them), so it is refused with the fix. The spool
+        itself may be a link, if we (or root) made it."""
+        st = os.lstat(path)
+        me = os.geteuid()
+        if stat.S_ISLNK(st.st_mode):
+            if not link_ok:
+                raise SpoolError(f"refusing the spool {self.root}: {path} is a link, and "
+                                 f"nothing in the spool may be one (remove it: rm {path})")
+            if st.st_uid not in (me, 0):
+                raise SpoolError(f"refusing the spool {self.root}: it is a link that "
+                                 f"{_user(st.st_uid)} made and can point anywhere (remove it: "
+                                 f"rm {path}; then run mikotui again)")
+            st = os.stat(path)
+        if st.st_uid != me:
+            raise SpoolError(f"refusing the spool {self.root}: {path} belongs to "
+                             f"{_user(st.st_uid)}, not to {_user(me)} who runs mikotui (run "
+                             f"it as {_user(st.st_uid)}, or: chown -R {_user(me)} {self.root})")
+        if st.st_mode & 0o022:
+            raise SpoolError(f"refusing the spool {self.root}: others can write to {path} "
+                             f"(mode {stat.S_IMODE(st.st_mode):o}; fix: chmod 700 {path})")
 
     def owner(self) -> Owner:
         return Owner(self)
@@ -638,18 +665,77 @@ class Spool:
     def _trash(self, entry_id: str) -> Path:
         return self.root / "tmp" / f"{TRASH}{entry_id}-{os.urandom(3).hex()}"
 
-    def clean_tmp(self, older_than: float = 3600) -> None:
-        """Deletions cut short, and half-written entries of processes that
-        died while writing (old ones only: a young one may still be written);
-        and purged entries too old to restore."""
+    def clean_tmp(self, older_than: float = 3600) -> list[Entry]:
+        """Deletions cut short are finished, purged entries too old to
+        restore deleted. An entry whose writer died before renaming it in
+        (old ones only: a young one may still be written) is never thrown
+        away: Asterisk deleted its copy of a voicemail long ago. It goes to
+        queue/ (`_salvage`); returns those, for the caller to log."""
         self.clean_purged()
         limit = time.time() - older_than
+        salvaged = []
         for path in _listdir(self.root / "tmp"):
             try:
-                if path.name.startswith(TRASH) or path.stat().st_mtime < limit:
+                if path.name.startswith(TRASH):
                     _remove_tree(path)
+                elif path.lstat().st_mtime < limit and (entry := self._salvage(path)):
+                    salvaged.append(entry)
             except FileNotFoundError:
                 pass
+        return salvaged
+
+    def _salvage(self, path: Path) -> Entry | None:
+        """A folder of tmp/ left by a writer that died: with its metadata,
+        the entry as it was; a voicemail's raw.eml without it, a raw entry
+        (parsed by the deliverer like any other); a message.eml without it,
+        addressed as its To/Cc say. Anything else is deleted."""
+        if path.is_symlink() or not path.is_dir() or not _ID.fullmatch(path.name):
+            _remove_tree(path)
+            return None
+        try:
+            meta: Meta | None = _read_entry(path).meta
+        except DamagedEntry:
+            meta = None
+        if meta is None:
+            meta = self._guess_meta(path)
+            if meta is None:
+                _remove_tree(path)
+                return None
+            write_file(path / META, meta.to_json())
+            fsync_dir(path)
+        state = "failed" if meta.failed_reason else "queue"  # a quarantine cut short
+        dest = self.root / state / path.name
+        os.rename(path, dest)
+        fsync_dir(dest.parent)
+        return Entry(meta, dest)
+
+    @staticmethod
+    def _guess_meta(path: Path) -> Meta | None:
+        import email.utils
+
+        created = path.lstat().st_mtime
+        try:
+            raw = os.lstat(path / RAW)
+        except FileNotFoundError:
+            raw = None
+        if raw is not None and stat.S_ISREG(raw.st_mode) and raw.st_size:
+            return Meta(id=path.name, kind="voicemail", created=created, stage="raw",
+                        size=raw.st_size, event={"recovered": "tmp"})
+        try:
+            data = _read_file(path / MESSAGE)
+        except OSError:
+            return None
+        from email.parser import BytesHeaderParser
+
+        headers = BytesHeaderParser().parsebytes(data)
+        to = tuple(dict.fromkeys(a for _, a in email.utils.getaddresses(
+            [str(v) for v in (headers.get_all("To") or []) + (headers.get_all("Cc") or [])])
+            if "@" in a))
+        if not to:
+            return None
+        kind = "alert" if str(headers.get("Subject", "")).startswith("PBX alert") else "missed"
+        return Meta(id=path.name, kind=kind, created=created, recipients=to, owed=to,
+                    subject=str(headers.get("Subject", "")), size=len(data))
 
     # --- log -----------------------------------------------------------------
 
@@ -679,7 +765,8 @@ class Spool:
             except FileNotFoundError:
                 pass
             os.close(self._log_fd)
-        self._log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                               0o600)
         return self._log_fd
 
     def _rotate_log(self, needed: int) -> int:
@@ -689,7 +776,8 @@ class Spool:
         to its old descriptor meanwhile lands whole in .1, and each writer
         moves to the new file at its next line. Only a file `log_keep`
         rotations old is ever deleted."""
-        lock = os.open(self.root / (LOG + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        lock = os.open(self.root / (LOG + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                       0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             fd = self._current_log()  # the new file, if another process rotated
@@ -703,6 +791,15 @@ class Spool:
             return self._current_log()
         finally:
             os.close(lock)  # drops the flock
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 # --- time --------------------------------------------------------------------
@@ -835,8 +932,12 @@ def _listdir(folder: Path) -> list[Path]:
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete an entry folder; another process cleaning it too is fine."""
+    """Delete an entry folder; another process cleaning it too is fine.
+    A link is removed, never what it points at."""
     try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+            return
         for name in os.listdir(path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path / name)

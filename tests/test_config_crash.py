@@ -53,3 +53,45 @@ def test_killed_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
             assert config.load(backup).missed_call.body in allowed
     # The kills landed while saves were going on, not only before the first one.
     assert seen & {"A", "B"}
+
+
+# Dies by SIGKILL at the save's first rename: its temporary file (holding
+# the new password) is written, the config not yet replaced.
+KILLED_AT_RENAME = r"""
+import os, signal, sys
+from dataclasses import replace
+from pathlib import Path
+from mikotui import config
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = die
+s = config.defaults()
+config.save(replace(s, smtp=replace(s.smtp, password=sys.argv[2])), Path(sys.argv[1]))
+"""
+
+
+def temporary_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_killed_save_leaves_no_password_behind(tmp_path: Path, cli) -> None:
+    path = tmp_path / "mikotui.toml"
+    config.save(config.defaults(), path)
+    def killed_save(password: str) -> list[Path]:
+        proc = subprocess.run([sys.executable, "-c", KILLED_AT_RENAME, str(path), password],
+                              capture_output=True, check=False)
+        assert proc.returncode == -signal.SIGKILL
+        left = temporary_files(tmp_path)
+        assert any(password in p.read_text() for p in left)
+        return left
+
+    first = killed_save("first-new-pw")
+    # The next save removes what the killed one left (and leaves its own when killed) ...
+    second = killed_save("second-new-pw")
+    assert not set(first) & set(second)
+    # ... and so does the next load (any command).
+    assert cli("--config", str(path), "config", "check").returncode == 0
+    assert temporary_files(tmp_path) == []
+    assert "new-pw" not in path.read_text()

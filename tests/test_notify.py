@@ -463,15 +463,18 @@ def test_an_unusable_spool_still_sends_when_the_server_takes_it(cli, tmp_path, s
     assert len(server.received) == 1
 
 
-def test_an_unusable_spool_and_a_server_down_say_the_notification_is_lost(cli, tmp_path):
+def test_an_unusable_spool_and_a_server_down_keep_the_notification_in_a_file(cli, tmp_path):
     with Server() as gone:
         port = gone.port
     conf = unusable_spool_config(tmp_path, port)
-    r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "201")
-    assert r.returncode == 73 and len(r.stderr_text.strip().splitlines()) == 1
-    assert "is lost" in r.stderr_text and "Connection refused" in r.stderr_text
-    r = cli("--config", conf, "notify", "missed", "--queue-only", "--caller", "5", "--called", "2")
-    assert r.returncode == 73 and "Connection refused" not in r.stderr_text  # no send asked
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    for queue_only in ([], ["--queue-only"]):  # --queue-only too: nothing could wait
+        r = cli("--config", conf, "notify", "missed", *queue_only, "--caller", "5",
+                "--called", "201", env={"TMPDIR": str(rescue)})
+        assert r.returncode == 73 and len(r.stderr_text.strip().splitlines()) == 1
+        assert "Connection refused" in r.stderr_text and "is kept in" in r.stderr_text
+    assert len(list(rescue.iterdir())) == 2
 
 
 def test_system_alert_with_no_admin_email_is_dropped_and_logged(cli, tmp_path, server):

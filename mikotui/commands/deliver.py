@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     def load():
         settings = config.load(path)
+        if why := config.untrusted(settings):
+            raise config.ConfigError(f"refusing to send with it: {why}")
         return config.with_language(settings, i18n.language(args.lang, settings.ui.language))
 
     settings = load()

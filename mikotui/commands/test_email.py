@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     path = config.resolve_path(args.config)
     settings = config.load_valid(path)
+    if why := config.untrusted(settings):
+        raise config.ConfigError(f"refusing to send with it: {why}")
     if args.to is not None and not config.is_email(args.to):
         print(f"mikotui: --to: not an email address: {args.to!r}", file=sys.stderr)
         return os.EX_USAGE
