@@ -322,7 +322,7 @@ def _rescue_event(config_path: Path, event: MissedCall | SystemAlert, why: str) 
     from mikotui import notify
     from mikotui.durable import write_all
 
-    words = ["mikotui", "--config", str(config_path), "notify"]
+    words = ["mikotui", "--config", os.path.abspath(config_path), "notify"]  # run from anywhere
     if isinstance(event, notify.MissedCall):
         what = "missed call"
         words += ["missed", "--caller", event.caller, "--called", event.called,

@@ -63,7 +63,7 @@ def test_a_full_spool_and_a_server_down_keep_the_event_in_a_rescue_file(
     with Server(port) as server:
         path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
         again = subprocess.run(["sh", str(kept)], capture_output=True, text=True,
-                               cwd=tmp_path, env={**os.environ, "PATH": path}, check=False)
+                               cwd="/", env={**os.environ, "PATH": path}, check=False)
         assert again.returncode == 0, again.stderr
         assert server.handler.wait_for(1)
     [got] = server.received

@@ -58,6 +58,7 @@ def test_damaged_entries_go_to_failed_once_and_the_rest_is_delivered(cli, tmp_pa
         assert listed.returncode == 0, listed.stderr_text
         assert all(g in listed.stdout_text for g in good)
         assert '"next_attempt" is "soon", not a number' in listed.stderr_text
+        assert "10 damaged (said above)" in listed.stdout_text
         assert "Traceback" not in listed.stderr_text
 
         r = cli("--config", conf, "deliver")

@@ -61,7 +61,12 @@ def run_list(args: argparse.Namespace) -> int:
             error = m.failed_reason or m.last_error or "-"
             rows.append((m.id, state, m.kind, ",".join(m.owed or m.recipients) or "-",
                          str(m.attempts), nxt, " ".join(error.split())))
+    if spool.damaged:  # each said above; not an empty spool
+        print(f"{len(spool.damaged)} damaged (said above): `mikotui deliver` puts those "
+              "in queue/ or active/ into failed/ with the reason")
     if not rows:
+        if spool.damaged:
+            return 0
         purged = sum(1 for _ in spool.entries("purged"))
         aside = f" ({purged} purged: `queue list --purged` shows them)" if purged else ""
         print(f"the spool {spool.root} is empty{aside}")
