@@ -79,9 +79,11 @@ def parse(raw: bytes, max_recording: int | None = None) -> VoicemailEvent:
     if len(raw) > MAX_INPUT:
         raise VoicemailParseError(f"input of {len(raw)} bytes is over the "
                                   f"{MAX_INPUT // (1024 * 1024)} MB limit")
-    left_out = 0
-    if max_recording is not None and len(raw) > max_recording:
-        raw, left_out = _without_big_recordings(raw, max_recording)
+    left_out, cut = 0, None
+    # The email module needs ~8x a recording's size: a big one (or one over
+    # the limit) is taken out of the mail before it is parsed.
+    if len(raw) > _CUT_OVER or max_recording is not None and len(raw) > max_recording:
+        raw, left_out, cut = _cut_recordings(raw, max_recording)
     msg = _read_email(raw)
     text = _body_text(msg)
     values = (_json_values(text) or _key_values(text) or _stock_values(msg, text))
@@ -94,24 +96,29 @@ def parse(raw: bytes, max_recording: int | None = None) -> VoicemailEvent:
         values = _subject_values(msg)
     date = _date(msg)
     values = _complete(values, msg, date)
-    recording = None if left_out else _recording(msg, values, date)
+    recording = None if left_out else _recording(msg, values, date, cut)
     return VoicemailEvent(values, values.get("VM_MAILBOX", ""), recording, date, left_out)
 
 
-def _without_big_recordings(raw: bytes, limit: int) -> tuple[bytes, int]:
-    """`raw` with the base64 body of any recording part over `limit` bytes
-    (decoded) emptied, and that size. Asterisk's mail is one flat
+_CUT_OVER = 1 << 20  # inputs up to this size go through the email module whole
+
+
+def _cut_recordings(raw: bytes, limit: int | None) -> tuple[bytes, int, bytes | None]:
+    """`raw` with the base64 body of every recording part emptied, the
+    size of one over `limit` bytes (decoded; left out unread), and the
+    decoded bytes of the first one within it: decoded straight from `raw`,
+    never through the email module. Asterisk's mail is one flat
     multipart/mixed, so its top-level parts are all there is to look at."""
     head_end = _BLANK_LINE.search(raw)
     if head_end is None:
-        return raw, 0
+        return raw, 0, None
     boundary = _HEADERS.parsebytes(raw[:head_end.end()]).get_boundary()
     if not boundary:
-        return raw, 0
+        return raw, 0, None
     delimiter = re.compile(rb"^--" + re.escape(boundary.encode("ascii", "replace")),
                            re.MULTILINE)
     marks = [m.start() for m in delimiter.finditer(raw)]
-    out, left_out, last = [], 0, 0
+    out, left_out, last, cut = [], 0, 0, None
     for start, end in itertools.pairwise(marks):  # indexes into raw: no copy of a part
         sep = _BLANK_LINE.search(raw, start, end)
         if sep is None:
@@ -123,10 +130,26 @@ def _without_big_recordings(raw: bytes, limit: int) -> tuple[bytes, int]:
         body = sep.end()
         chars = end - body - raw.count(b"\n", body, end) - raw.count(b"\r", body, end)
         size = chars * 3 // 4 - raw.count(b"=", max(body, end - 8), end)  # as decoded
-        if size > limit:
-            out += [raw[last:body], b"\n"]
-            last, left_out = end, max(left_out, size)
-    return b"".join([*out, raw[last:]]), left_out
+        if limit is not None and size > limit:
+            left_out = max(left_out, size)
+        elif cut is None:
+            cut = _base64_decoded(memoryview(raw)[body:end])
+        out += [raw[last:body], b"\n"]
+        last = end
+    return b"".join([*out, raw[last:]]), left_out, cut
+
+
+def _base64_decoded(text) -> bytes:
+    """Base64 with line breaks; cut off mid-group (a mail truncated on the
+    way), decoded up to the last whole group."""
+    try:
+        return binascii.a2b_base64(text)
+    except binascii.Error:
+        clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", bytes(text)).rstrip(b"=")
+        try:
+            return binascii.a2b_base64(clean[:len(clean) // 4 * 4])
+        except binascii.Error:
+            return b""
 
 
 # --- the email -----------------------------------------------------------------
@@ -337,11 +360,12 @@ def _complete(values: dict[str, str], msg: EmailMessage, date: datetime | None) 
 
 # --- the recording --------------------------------------------------------------
 
-def _recording(msg: EmailMessage, values: dict[str, str],
-               date: datetime | None) -> Attachment | None:
+def _recording(msg: EmailMessage, values: dict[str, str], date: datetime | None,
+               cut: bytes | None = None) -> Attachment | None:
+    """`cut`: the recording's bytes when `_cut_recordings` took them out."""
     for part in msg.iter_attachments():
         if _is_recording(part):
-            data = _decoded(part)
+            data = _decoded(part) if cut is None else cut
             kind = audio.sniff(data[:256], str(part.get_filename() or ""),
                                part.get_content_type())
             return Attachment(recording_name(values, date, kind.extension), kind.content_type,
