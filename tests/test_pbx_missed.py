@@ -149,7 +149,7 @@ def test_an_unanswered_call_mails_the_called_employee_with_name_and_ring_time(de
     assert mail["subject"] == "Missed Call from +79261112233"
     assert "From: Иван Ёлкин +79261112233\n" in mail["text"]
     assert "To: Smith James 201\n" in mail["text"]
-    assert 3 <= rang(mail) <= 5  # the phone rang for Dial()'s 4 s
+    assert 3 <= rang(mail) <= 6  # the phone rang for Dial()'s 4 s (a loaded machine: +1)
 
 
 def test_an_answered_call_sends_nothing(delivered):
@@ -165,7 +165,7 @@ def test_busy_counts_as_missed_as_readme_says(delivered):
 def test_a_caller_who_hangs_up_while_it_rings_is_a_missed_call(delivered):
     [mail] = delivered["74950000004"]
     assert mail["to"] == {"oleg@pbx.test"}
-    assert 1 <= rang(mail) <= 3  # the caller gave up after 2 s
+    assert 1 <= rang(mail) <= 4  # the caller gave up after 2 s (a loaded machine: +1)
 
 
 @pytest.mark.parametrize("how, number", [("group", "74950000005"), ("queue", "74950000006")])
