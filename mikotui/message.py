@@ -142,6 +142,12 @@ def header_text(name: str, text: str, *, words: re.Pattern[str] = _PLAIN) -> str
         end = min(start + room, len(data))
         while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
             end -= 1
+        # End a word after a space when one is near: a reader that (wrongly)
+        # keeps the fold between two encoded words then shows a double space
+        # between words rather than a space inside one (Python's does, in a From name).
+        space = data.rfind(b" ", start + room // 2, end)
+        if end < len(data) and space >= 0:
+            end = space + 1
         encoded.append(_EW_START + base64.b64encode(data[start:end]).decode() + _EW_END)
         start, room = end, (LINE - 1 - len(_EW_START) - len(_EW_END)) // 4 * 3
     # Whitespace between encoded words is dropped by a reader (RFC 2047 §6.2).
