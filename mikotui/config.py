@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
 import stat
@@ -25,6 +26,14 @@ ENCRYPTIONS = ("none", "starttls", "ssl")
 LANGUAGES = ("en", "ru")
 DEFAULT_SENDER_NAME = "MikoPBX notification"
 DEFAULT_CONFIG = Path("config") / "mikotui.toml"
+# Who of the employees gets a missed call, by where the caller is.
+MISSED_CALL_RULES = ("all", "external", "internal", "off")
+# A caller number this short is an extension of ours (MikoPBX numbers them so).
+DEFAULT_INTERNAL_PATTERN = "[0-9]{2,5}"
+# Fields that take a list of addresses: "a@x, b@y" (as MikoPBX's fields
+# accept) or a TOML array; kept as the comma-separated string.
+ADDRESS_FIELDS = ("notifications.admin_email", "missed_call.email", "voicemail.email",
+                  "employees.email")
 
 
 class ConfigError(Exception):
@@ -124,8 +133,13 @@ class Smtp:
 
 @dataclass(frozen=True)
 class Notifications:
-    enabled: bool = True
+    enabled: bool = True  # the master switch: off, nothing at all is sent
     admin_email: str = "admin@mycompany.com"
+    # One switch per kind (MikoPBX's Send*Notifications), under the master.
+    missed_call: bool = True
+    voicemail: bool = True
+    system: bool = True
+    login: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class MissedCall:
     subject: str = ""
     body: str = ""
     footer: str = ""
+    # A caller matching this (whole number) is internal, as is one with a card.
+    internal_pattern: str = DEFAULT_INTERNAL_PATTERN
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,8 @@ class Employee:
     extension: str
     name: str = ""
     email: str = ""
+    missed_calls: str = "all"  # one of MISSED_CALL_RULES
+    voicemail: bool = True     # gets the voicemail left for a call they missed
 
 
 SECTIONS: dict[str, type] = {
@@ -412,10 +430,30 @@ def _section(section: Any, name: str, value: Mapping[str, Any],
         if k not in kinds:
             unknown.setdefault(name, {})[k] = v
             continue
+        if isinstance(v, list) and _takes_addresses(key):
+            v = _address_array(key, v, fail)
+            if v is _WRONG:
+                continue
         coerced = _coerce(key, kinds[k], v, fail)
         if coerced is not _WRONG:
             changes[k] = coerced
     return replace(section, **changes)
+
+
+def _takes_addresses(key: str) -> bool:
+    return re.sub(r"\[\d+\]", "", key) in ADDRESS_FIELDS
+
+
+def _address_array(key: str, value: list[Any], fail: Callable[..., None]) -> Any:
+    if not all(isinstance(a, str) for a in value):
+        fail(key, "not_address_list", value=repr(value))
+        return _WRONG
+    return ", ".join(a.strip() for a in value if a.strip())
+
+
+def addresses(value: str) -> tuple[str, ...]:
+    """The addresses in an address field, as written: "a@x, b@y" -> both."""
+    return tuple(a.strip() for a in value.split(",") if a.strip())
 
 
 def _coerce(key: str, kind: Any, v: Any, fail: Callable[..., None]) -> Any:
@@ -532,14 +570,15 @@ def validate(settings: Settings) -> list[Problem]:
         add("smtp.password", "password_exposed", "warning", path=settings.path)
     if s.encryption == "none" and s.username and not s.allow_insecure_auth:
         add("smtp.encryption", "insecure_login", "warning")
+    if s.sender_address and not is_email(s.sender_address):
+        add("smtp.sender_address", "bad_email", value=repr(s.sender_address))
     for key, value in (
-        ("smtp.sender_address", s.sender_address),
         ("notifications.admin_email", settings.notifications.admin_email),
         ("missed_call.email", settings.missed_call.email),
         ("voicemail.email", settings.voicemail.email),
     ):
-        if value and not is_email(value):
-            add(key, "bad_email", value=repr(value))
+        for bad in bad_addresses(value):
+            add(key, "bad_email", value=repr(bad))
     if not s.sender_address and s.username and not is_email(s.username):
         add("smtp.sender_address", "login_not_address")
     if not s.from_address:
@@ -561,6 +600,10 @@ def validate(settings: Settings) -> list[Problem]:
             add(f"{section}.subject", "one_line")
         elif not tpl.subject.strip():
             add(f"{section}.subject", "no_subject", "warning")
+    if not internal_pattern(settings.missed_call.internal_pattern):
+        add("missed_call.internal_pattern", "bad_pattern",
+            value=repr(settings.missed_call.internal_pattern),
+            default=repr(DEFAULT_INTERNAL_PATTERN))
     if settings.voicemail.max_attachment_mb < 0:
         add("voicemail.max_attachment_mb", "not_negative")
     if settings.voicemail.attachment_format not in ("mp3", "wav", "original"):
@@ -573,18 +616,8 @@ def validate(settings: Settings) -> list[Problem]:
     if settings.ui.language not in LANGUAGES:
         add("ui.language", "one_of", choices=", ".join(LANGUAGES), value=repr(settings.ui.language))
 
-    seen: dict[str, int] = {}
-    for i, e in enumerate(settings.employees):
-        key = f"employees[{i}]"
-        if not e.extension.strip():
-            add(f"{key}.extension", "empty")
-        elif e.extension in seen:
-            add(f"{key}.extension", "duplicate_extension", extension=e.extension,
-                other=f"employees[{seen[e.extension]}]")
-        else:
-            seen[e.extension] = i
-        if e.email and not is_email(e.email):
-            add(f"{key}.email", "bad_email", value=repr(e.email))
+    for p in employee_problems(settings.employees):
+        add(p.key, p.code, p.level, **p.args)
 
     # A misspelt name is an error: its value is silently not used (a card under
     # [[employee]] routes nobody). The file keeps it as written on save.
@@ -602,6 +635,42 @@ def validate(settings: Settings) -> list[Problem]:
                  "guess": _table(guess, guess == "employees") if guess else None},
                 "error", settings.lines.get(section) or settings.lines.get(f"{section}[0]")))
     return problems
+
+
+def employee_problems(employees: tuple[Employee, ...]) -> list[Problem]:
+    """The cards' own problems, keyed employees[i].field (also what the
+    Employees screen shows beside a card)."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, e in enumerate(employees):
+        key = f"employees[{i}]"
+        if not e.extension.strip():
+            problems.append(Problem(f"{key}.extension", "empty"))
+        elif e.extension in seen:
+            problems.append(Problem(f"{key}.extension", "duplicate_extension", {
+                "extension": e.extension, "other": f"employees[{seen[e.extension]}]"}))
+        else:
+            seen[e.extension] = i
+        problems += [Problem(f"{key}.email", "bad_email", {"value": repr(bad)})
+                     for bad in bad_addresses(e.email)]
+        if e.missed_calls not in MISSED_CALL_RULES:
+            problems.append(Problem(f"{key}.missed_calls", "one_of", {
+                "choices": ", ".join(MISSED_CALL_RULES), "value": repr(e.missed_calls)}))
+    return problems
+
+
+def bad_addresses(value: str) -> list[str]:
+    """The addresses of an address field that are not addresses, each alone."""
+    return [a for a in addresses(value) if not is_email(a)]
+
+
+@functools.lru_cache(maxsize=8)
+def internal_pattern(pattern: str) -> re.Pattern[str] | None:
+    """The compiled [missed_call] internal_pattern; None when it is broken."""
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return None
 
 
 def _table(name: str, array: bool) -> str:

@@ -584,6 +584,12 @@ CATALOG: dict[str, T] = {
     "problem.not_card": T("must be a table", "должно быть таблицей"),
     "problem.no_extension": T("an employee needs an extension", "у сотрудника должен быть номер"),
     "problem.whole_number": T("must be a whole number", "должно быть целым числом"),
+    "problem.not_address_list": T("must be a string or an array of strings, got {value}",
+                                  "должно быть строкой или массивом строк, сейчас {value}"),
+    "problem.bad_pattern": T("not a regular expression: {value} (the default is {default}: "
+                             "2 to 5 digits)",
+                             "не регулярное выражение: {value} (по умолчанию {default}: "
+                             "от 2 до 5 цифр)"),
 }
 
 

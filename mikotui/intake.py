@@ -55,7 +55,7 @@ def run(event: Event, *, config_path: str | None = None,
         stdin: BinaryIO | None = None) -> int:
     """Take one event in; returns the exit code. `stdin`: piped input (the
     voicemail, or the alert's text), None when nothing is piped."""
-    from mikotui import config, i18n, log
+    from mikotui import config, i18n, log, routing
     from mikotui.notify import MissedCall
     from mikotui.spool import Spool, SpoolError
 
@@ -92,14 +92,17 @@ def run(event: Event, *, config_path: str | None = None,
             log.record(spool, kind=kind, event="dropped",
                        reason="notifications are switched off")
             return 0
+        if off := routing.switched_off(settings, kind):
+            log.record(spool, kind=kind, event="dropped", reason=f"{off} = false")
+            return 0
         if isinstance(event, Voicemail):
             return intake.voicemail(event, language, piped)
         prepared = _prepare(event, settings, stdin)
         if prepared is None:
             return os.EX_USAGE
         if not prepared.recipients:
-            why = ("no usable employee email for the called extension, no general missed-call "
-                   "address" if kind == "missed" else "notifications.admin_email is empty")
+            why = (routing.nobody_because(settings, event.called, event.caller)
+                   if isinstance(event, MissedCall) else "notifications.admin_email is empty")
             about = {"called": event.called} if isinstance(event, MissedCall) else {}
             log.record(spool, kind=kind, event="dropped", **about,
                        reason=f"nobody to send it to ({why})")

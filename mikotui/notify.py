@@ -93,7 +93,8 @@ def missed_call(settings: Settings, call: MissedCall) -> Prepared:
     # Outside text reaches the body as one line per value, whatever it holds.
     values = {k: message.one_line(v) for k, v in values.items()}
     rendered = message.render("missed_call", settings, values)
-    return _prepare(MISSED, rendered, routing.missed_call(settings, call.called), settings)
+    recipients = routing.missed_call(settings, call.called, call.caller)
+    return _prepare(MISSED, rendered, recipients, settings)
 
 
 def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) -> Prepared:
@@ -156,7 +157,7 @@ def needs_alert(settings: Settings, failed: Meta) -> bool:
     when that would be about mail to the administrator itself."""
     if failed.alerted or failed.kind in NO_ALERT_KINDS:
         return False
-    admins = {a.lower() for a in routing.system(settings)}
+    admins = {a.lower() for a in routing.admin(settings)}
     lost = _lost(failed)
     return bool(admins) and not (lost and {a.lower() for a in lost} <= admins)
 
@@ -191,7 +192,7 @@ def alert(settings: Settings, failed: Sequence[Meta], lang: str) -> Prepared | N
         subject = i18n.text(lang, "alerts.subject", count=len(failed))
         body = i18n.text(lang, "alerts.body", count=len(failed), entries="\n\n".join(listed))
     rendered = message.render_system(subject, body)
-    return _prepare(ALERT, rendered, routing.system(settings), settings)
+    return _prepare(ALERT, rendered, routing.admin(settings), settings)
 
 
 # --- raw voicemail -> ready entry ---------------------------------------------------

@@ -46,7 +46,7 @@ def build(kind: str, settings: Settings, lang: str | None = None) -> Preview:
     lang = lang or settings.ui.language
     if kind == "test":
         rendered = message.render_test(settings, lang)
-        return Preview(kind, rendered, routing.system(settings), (), {})
+        return Preview(kind, rendered, routing.admin(settings), (), {})
     section = _TEMPLATE_OF[kind]
     values = templates.sample_values(section)
     tpl = getattr(settings, section)
@@ -55,8 +55,9 @@ def build(kind: str, settings: Settings, lang: str | None = None) -> Preview:
                if (found := templates.unknown_parameters(getattr(tpl, part), known))}
     rendered = message.render(section, settings, values)
     if kind == "missed":
-        return Preview(kind, rendered, routing.missed_call(settings, values["NOTIFICATION_TO"]),
-                       (), unknown)
+        recipients = routing.missed_call(settings, values["NOTIFICATION_TO"],
+                                         values["NOTIFICATION_CALLERID"])
+        return Preview(kind, rendered, recipients, (), unknown)
     when = datetime.strptime(values["VM_DATE"], "%Y-%m-%d %H:%M:%S")
     recording = Attachment(asterisk.recording_name(values, when), "audio/x-wav",
                            sample_recording())

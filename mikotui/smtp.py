@@ -612,13 +612,14 @@ async def send_test_email(settings: Settings, lang: str, to: str | None = None, 
                           on_event: Event | None = None) -> SendResult:
     """The test mail to `to` or the admin; sent even with the master
     switch off, since a person asked for it."""
-    from mikotui import message
+    from mikotui import message, routing
 
-    recipient = to or settings.notifications.admin_email
-    if not recipient:
+    # The kind switches do not apply either: routing.admin, not routing.system.
+    recipients = list(config.addresses(to) if to else routing.admin(settings))
+    if not recipients:
         raise SmtpFailure("config", "no recipient: give --to or set notifications.admin_email")
-    msg = message.compose(message.render_test(settings, lang), [recipient], settings)
-    return await send_message(settings.smtp, msg, [recipient], on_event=on_event)
+    msg = message.compose(message.render_test(settings, lang), recipients, settings)
+    return await send_message(settings.smtp, msg, recipients, on_event=on_event)
 
 
 # --- small pure helpers -----------------------------------------------------------

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from mikotui import config, message, routing
+from mikotui import config, message
 from mikotui.message import Attachment
 
 
@@ -98,20 +98,6 @@ def test_missing_values_are_blank_not_raw_names() -> None:
     assert "NOTIFICATION_" not in r.subject + r.text
 
 
-def test_routing_rules() -> None:
-    s = replace(config.defaults(), employees=(
-        config.Employee("201", "Smith", "smith@x.ru"), config.Employee("202", "Brown", ""),
-    ), missed_call=replace(config.defaults().missed_call, email="missed@x.ru"))
-    assert routing.missed_call(s, "201") == ("smith@x.ru",)
-    assert routing.missed_call(s, "202") == ("missed@x.ru",)
-    assert routing.missed_call(s, "999") == ("missed@x.ru",)
-    nobody = replace(s, missed_call=replace(s.missed_call, email=""))
-    assert routing.missed_call(nobody, "202") == ()
-    vm = replace(s, voicemail=replace(s.voicemail, email="SMITH@x.ru"))
-    assert routing.voicemail(vm, ["201", "202"]) == ("smith@x.ru",)
-    assert routing.voicemail(s, ["201"]) == ("smith@x.ru", "admin@mycompany.com")
-
-
 # Anything from outside: caller IDs, names, templates, sender name, filenames.
 outside = st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
 controls = st.text(alphabet=st.sampled_from("\r\n\t\x00\x0b\x0c\x1b\x7f\x85\u2028\u2029: <>\"=?"),
@@ -144,11 +130,3 @@ def test_no_outside_value_puts_a_control_character_into_a_header(
     names = [k.lower() for k in parsed]
     assert names.count("subject") == 1 and names.count("to") == 1 and names.count("bcc") == 0
     assert "\n" not in str(parsed["Subject"]) and "\r" not in str(parsed["Subject"])
-
-
-def test_a_malformed_general_address_is_not_half_used() -> None:
-    s = config.defaults()
-    s = replace(s, missed_call=replace(s.missed_call, email="x@y.com, z@w.com"),
-                voicemail=replace(s.voicemail, email="not an address"))
-    assert routing.missed_call(s, "999") == ()
-    assert routing.voicemail(s, []) == ()

@@ -122,7 +122,7 @@ class SendTestDialog(Dialog):
     @on(Button.Pressed, "#send")
     def send(self) -> None:
         to = self.query_one("#to", Input).value.strip()
-        if not config.is_email(to):
+        if not config.addresses(to) or config.bad_addresses(to):  # one or "a@x, b@y"
             error = self.query_one("#to-error", Static)
             error.update(Text("✖ " + self.t("test.bad_address"), style="red"))
             error.display = True
