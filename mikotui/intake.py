@@ -14,14 +14,14 @@ import contextlib
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 if TYPE_CHECKING:
     from mikotui.config import Settings
     from mikotui.deliver import Report
-    from mikotui.notify import MissedCall, Prepared
+    from mikotui.notify import Login, MissedCall, Prepared
     from mikotui.spool import Entry, Meta, Owner, Spool
 
 
@@ -39,14 +39,18 @@ class Voicemail:
 
 
 if TYPE_CHECKING:
-    Event = MissedCall | SystemAlert | Voicemail
+    Event = MissedCall | SystemAlert | Voicemail | Login
 
 
 def kind_of(event: Event) -> str:
+    from mikotui.notify import Login
+
     if isinstance(event, SystemAlert):
         return "system"
     if isinstance(event, Voicemail):
         return "voicemail"
+    if isinstance(event, Login):
+        return "login"
     return "missed"
 
 
@@ -55,8 +59,8 @@ def run(event: Event, *, config_path: str | None = None,
         stdin: BinaryIO | None = None) -> int:
     """Take one event in; returns the exit code. `stdin`: piped input (the
     voicemail, or the alert's text), None when nothing is piped."""
-    from mikotui import config, i18n, log, routing
-    from mikotui.notify import MissedCall
+    from mikotui import config, i18n, log, notify, routing
+    from mikotui.notify import Login, MissedCall
     from mikotui.spool import Spool, SpoolError
 
     kind = kind_of(event)
@@ -97,6 +101,10 @@ def run(event: Event, *, config_path: str | None = None,
             return 0
         if isinstance(event, Voicemail):
             return intake.voicemail(event, language, piped)
+        if isinstance(event, Login):  # as the rate limit must see it: "::1", not "0::1"
+            event = _login(event)
+            if event is None:
+                return os.EX_USAGE
         prepared = _prepare(event, settings, stdin)
         if prepared is None:
             return os.EX_USAGE
@@ -106,6 +114,10 @@ def run(event: Event, *, config_path: str | None = None,
             about = {"called": event.called} if isinstance(event, MissedCall) else {}
             log.record(spool, kind=kind, event="dropped", **about,
                        reason=f"nobody to send it to ({why})")
+            return 0
+        if isinstance(event, Login) and not notify.first_login_alert(spool, event):
+            log.record(spool, kind=kind, event="dropped", user=event.user,
+                       address=event.address, reason="already reported within 5 minutes")
             return 0
         if queue_only:
             entry = spool.enqueue(prepared.meta(), prepared.data)
@@ -358,7 +370,7 @@ def _rescue_event(config_path: Path, event: MissedCall | SystemAlert, why: str) 
           f"sh {shlex.quote(name)}", file=sys.stderr)
 
 
-def _prepare(event: MissedCall | SystemAlert, settings: Settings,
+def _prepare(event: MissedCall | SystemAlert | Login, settings: Settings,
              stdin: BinaryIO | None) -> Prepared | None:
     """The event as a ready message, or None after saying what is wrong with it."""
     from mikotui import charsets, notify
@@ -372,7 +384,17 @@ def _prepare(event: MissedCall | SystemAlert, settings: Settings,
             print(f"mikotui: --duration {event.duration!r} is not whole seconds (e.g. 23)",
                   file=sys.stderr)
             return None
+        if event.via is not None:
+            how, name = event.via[0].strip().lower(), event.via[1].strip()
+            if how not in ("queue", "group") or not name:
+                print(f"mikotui: --via {shlex.join(event.via)} is not 'queue NAME' or "
+                      "'group NAME' (e.g. --via queue Sales)", file=sys.stderr)
+                return None
+            event = replace(event, via=(how, name))
         return notify.missed_call(settings, event)
+    if isinstance(event, notify.Login):
+        login = _login(event)
+        return login and notify.login(settings, login, settings.ui.language)
     if not event.subject.strip():
         print("mikotui: --subject is empty; say what the alert is about", file=sys.stderr)
         return None
@@ -383,6 +405,28 @@ def _prepare(event: MissedCall | SystemAlert, settings: Settings,
             return None
         text = charsets.decode(stdin.read())
     return notify.system(settings, event.subject, text)
+
+
+def _login(event: Login) -> Login | None:
+    """The sign-in checked, its address as ipaddress writes it; None after
+    saying what is wrong."""
+    import ipaddress
+
+    user = event.user.strip()
+    problem = ""
+    try:
+        address = str(ipaddress.ip_address(event.address.strip()))
+    except ValueError:
+        address, problem = "", f"--address {event.address!r} is not an IP address"
+    if not user or len(user) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in user):
+        problem = f"--user {event.user!r} is not a user name (one line, 1 to 256 characters)"
+    elif not _valid_date(event.when):
+        problem = (f"--when {event.when!r} is not 'YYYY-MM-DD HH:MM:SS' "
+                   "(e.g. '2026-11-26 14:03:12')")
+    if problem:
+        print(f"mikotui: {problem}", file=sys.stderr)
+        return None
+    return replace(event, user=user, address=address)
 
 
 def _valid_date(text: str) -> bool:

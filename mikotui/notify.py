@@ -18,8 +18,10 @@ from mikotui.spool import Entry, Meta, Spool, new_id
 
 # Kinds of entries. An alert is what we send the administrator about a
 # notification given up on; alerts and system mail never cause alerts.
-MISSED, VOICEMAIL, SYSTEM, ALERT = "missed", "voicemail", "system", "alert"
-NO_ALERT_KINDS = (SYSTEM, ALERT)
+MISSED, VOICEMAIL, SYSTEM, ALERT, LOGIN = "missed", "voicemail", "system", "alert", "login"
+NO_ALERT_KINDS = (SYSTEM, ALERT, LOGIN)
+# MikoPBX sends one sign-in alert per user and address in this many seconds.
+LOGIN_WINDOW = 300
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -44,6 +46,9 @@ class MissedCall:
     called_name: str = ""
     duration: str = "0"
     date: str = ""  # YYYY-MM-DD HH:MM:SS; empty -> now
+    # ("queue" | "group", its name) when the call came through one; the
+    # caller is still the original one, whose number the card rules judge.
+    via: tuple[str, str] | None = None
 
 
 _SPLICE_OVER = 1 << 20  # attachments bigger than this are base64'd outside the email module
@@ -89,6 +94,8 @@ def missed_call(settings: Settings, call: MissedCall) -> Prepared:
         "NOTIFICATION_NAME_TO": call.called_name or (called_card.name if called_card else ""),
         "NOTIFICATION_DURATION": call.duration,
         "NOTIFICATION_DATE": call.date or datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+        "NOTIFICATION_VIA": (i18n.text(settings.ui.language, f"via.{call.via[0]}",
+                                       name=call.via[1]) if call.via else ""),
     }
     # Outside text reaches the body as one line per value, whatever it holds.
     values = {k: message.one_line(v) for k, v in values.items()}
@@ -146,6 +153,30 @@ def system(settings: Settings, subject: str, text: str) -> Prepared:
     text = _CONTROL_BUT_LINES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     rendered = message.render_system(subject, text)
     return _prepare(SYSTEM, rendered, routing.system(settings), settings)
+
+
+@dataclass(frozen=True)
+class Login:
+    user: str
+    address: str  # the IP address signed in from, as ipaddress writes it
+    when: str = ""  # YYYY-MM-DD HH:MM:SS; empty -> now
+
+
+def login(settings: Settings, event: Login, lang: str) -> Prepared:
+    """The administrator's alert about a sign-in to the PBX's web interface."""
+    values = {"user": message.one_line(event.user), "address": event.address,
+              "when": event.when or datetime.now().strftime("%Y-%m-%d %H:%M:%S")}
+    rendered = message.render_system(i18n.text(lang, "login.subject", **values),
+                                     i18n.text(lang, "login.body", **values))
+    return _prepare(LOGIN, rendered, routing.login(settings), settings)
+
+
+def first_login_alert(spool: Spool, event: Login, now: float | None = None) -> bool:
+    """False when this user from this address was already reported within
+    LOGIN_WINDOW (kept in the spool, so a restart does not reset it)."""
+    from mikotui import limits
+
+    return limits.take(spool.root, f"login\0{event.user}\0{event.address}", LOGIN_WINDOW, now)
 
 
 ALERT_LISTS = 20  # entries an alert about a burst of failures spells out

@@ -48,7 +48,7 @@ def build(kind: str, settings: Settings, lang: str | None = None) -> Preview:
         rendered = message.render_test(settings, lang)
         return Preview(kind, rendered, routing.admin(settings), (), {})
     section = _TEMPLATE_OF[kind]
-    values = templates.sample_values(section)
+    values = templates.sample_values(section, lang)
     tpl = getattr(settings, section)
     known = templates.parameter_names(section)
     unknown = {part: found for part in ("subject", "body", "footer")

@@ -21,6 +21,13 @@ KINDS = ("missed_call", "voicemail")
 class Parameter:
     name: str
     sample: str
+    # The sample is words, not data: the catalog's "sample.<name>" in each language.
+    worded: bool = False
+
+    def sample_in(self, language: str) -> str:
+        from mikotui import i18n
+
+        return i18n.text(language, f"sample.{self.name}") if self.worded else self.sample
 
     def description(self, language: str) -> str:
         from mikotui import i18n
@@ -36,6 +43,7 @@ MISSED_CALL_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("NOTIFICATION_DATE", "2026-11-26 14:03:12"),
     Parameter("NOTIFICATION_DURATION", "23"),
     Parameter("NOTIFICATION_MISSEDCAUSE", "NOANSWER"),
+    Parameter("NOTIFICATION_VIA", "via Sales queue", worded=True),
 )
 
 VOICEMAIL_PARAMETERS: tuple[Parameter, ...] = (
@@ -63,8 +71,8 @@ def parameter_names(kind: str) -> tuple[str, ...]:
     return tuple(p.name for p in parameters(kind))
 
 
-def sample_values(kind: str) -> dict[str, str]:
-    return {p.name: p.sample for p in parameters(kind)}
+def sample_values(kind: str, language: str = "en") -> dict[str, str]:
+    return {p.name: p.sample_in(language) for p in parameters(kind)}
 
 
 @lru_cache(maxsize=32)

@@ -1,4 +1,4 @@
-"""mikotui notify missed|voicemail|system: what the PBX calls per event.
+"""mikotui notify missed|voicemail|system|login: what the PBX calls per event.
 
 The argparse face of `mikotui.intake`, which does the work: the event is
 made durable in the spool before anything can fail, then (unless
@@ -40,6 +40,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="ringing time, seconds (empty or below 0: 0)")
     m.add_argument("--date", default="", metavar="'YYYY-MM-DD HH:MM:SS'",
                    help="when the call was (default: now)")
+    m.add_argument("--via", nargs=2, default=None, metavar=("queue|group", "NAME"),
+                   help="the call came through this queue or ring group "
+                        "(NOTIFICATION_VIA says so; --caller stays the original caller)")
 
     v = kind("voicemail", "a voicemail: the email Asterisk pipes to mailcmd, on stdin")
     v.add_argument("--missed-by", default="", metavar="EXT[,EXT...]",
@@ -48,6 +51,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     s = kind("system", "a system alert to the administrator")
     s.add_argument("--subject", required=True, help="the subject line")
     s.add_argument("--message", default=None, help="the text (default: read stdin)")
+
+    g = kind("login", "a sign-in to the PBX web interface, to the administrator "
+                      "(notifications.login; at most one per user and address in 5 minutes)")
+    g.add_argument("--user", required=True, metavar="NAME", help="who signed in")
+    g.add_argument("--address", required=True, metavar="IP", help="from where (an IP address)")
+    g.add_argument("--when", default="", metavar="'YYYY-MM-DD HH:MM:SS'",
+                   help="when (default: now)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
         event = MissedCall(caller=args.caller, called=args.called,
                            caller_name=args.caller_name or _from_base64(args.caller_name_base64),
                            called_name=args.called_name, duration=_seconds(args.duration),
-                           date=args.date)
+                           date=args.date, via=tuple(args.via) if args.via else None)
     elif args.kind == "voicemail":
         event = intake.Voicemail(missed_by=tuple(args.missed_by.split(",")))
+    elif args.kind == "login":
+        from mikotui.notify import Login
+
+        event = Login(user=args.user, address=args.address, when=args.when)
     else:
         event = intake.SystemAlert(subject=args.subject, text=args.message)
     return intake.run(event, config_path=args.config, lang=args.lang,

@@ -25,5 +25,5 @@ class ParameterList(OptionList):
     def _prompt(p: templates.Parameter, lang: str) -> Text:
         text = Text(p.name, style="bold")
         text.append(f" {p.description(lang)}", style="")
-        text.append(f" = {p.sample}", style="italic dim")
+        text.append(f" = {p.sample_in(lang)}", style="italic dim")
         return text
