@@ -785,12 +785,22 @@ def to_dict(settings: Settings) -> dict[str, Any]:
     for name, value in settings.unknown.items():
         if name not in SECTIONS and name != "employees":
             out[name] = value
-    out["employees"] = [dataclasses.asdict(e) for e in settings.employees]
+    out["employees"] = [_lean_card(dataclasses.asdict(e)) for e in settings.employees]
     for i, e in enumerate(out["employees"]):
         extra = settings.unknown.get(f"employees[{i}]")
         if isinstance(extra, dict):
             e.update(extra)
     return out
+
+
+_CARD_RULES = {"missed_calls": "all", "voicemail": True}
+
+
+def _lean_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A card as written: a who-gets-what rule at its default is left out,
+    so the cards of a file written before the rules existed stay as they are."""
+    return {k: v for k, v in card.items()
+            if not (k in _CARD_RULES and v == _CARD_RULES[k] and type(v) is type(_CARD_RULES[k]))}
 
 
 def dumps(settings: Settings, previous: str | None = None) -> str:
@@ -825,7 +835,8 @@ def dumps(settings: Settings, previous: str | None = None) -> str:
         for key, item in value.items():
             _put(table, key, item)
     old = doc.get("employees")
-    if old is None or old.unwrap() != employees:
+    if old is None or [_lean_card(c) if isinstance(c, dict) else c
+                       for c in old.unwrap()] != employees:
         if old is not None:
             del doc["employees"]
         if employees:
