@@ -39,6 +39,10 @@ MAPPED: dict[str, tuple[str, str]] = {
     "MailSMTPUseTLS": ("smtp", "encryption"),
     "MailSMTPCertCheck": ("smtp", "verify_certificate"),
     "MailEnableNotifications": ("notifications", "enabled"),
+    "SendMissedCallNotifications": ("notifications", "missed_call"),
+    "SendVoicemailNotifications": ("notifications", "voicemail"),
+    "SendSystemNotifications": ("notifications", "system"),
+    "SendLoginNotifications": ("notifications", "login"),
     "SystemNotificationsEmail": ("notifications", "admin_email"),
     "SystemEmailForMissed": ("missed_call", "email"),
     "VoicemailNotificationsEmail": ("voicemail", "email"),
@@ -126,6 +130,10 @@ DECODE: dict[str, Callable[[str], Any]] = {
     "MailSMTPUseTLS": _tls,
     "MailSMTPCertCheck": _flag,
     "MailEnableNotifications": _flag,
+    "SendMissedCallNotifications": _flag,
+    "SendVoicemailNotifications": _flag,
+    "SendSystemNotifications": _flag,
+    "SendLoginNotifications": _flag,
 }
 
 
@@ -270,6 +278,7 @@ def import_settings(current: config.Settings, data: PbxData) -> Imported:
     issues += more
     employees, card_issues = _employees(data.cards)
     issues += card_issues
+    employees = _keep_rules(current, employees)
     notes += [f"SIP extension {n} has no user: no employee card" for n in data.orphans]
     new = replace(new, employees=employees, unknown=_carry_unknown(current, employees))
     return Imported(new, diff(current, new), issues, notes)
@@ -315,12 +324,25 @@ def _employees(cards: list[Card]) -> tuple[tuple[config.Employee, ...], list[Iss
             continue
         seen.add(card.extension)
         email = card.email
-        if email and not config.is_email(email):
-            issues.append(Issue(f"{where}.email", f"not a valid email address: {email!r}; "
+        if bad := config.bad_addresses(email):
+            issues.append(Issue(f"{where}.email", "not a valid email address: "
+                                f"{', '.join(map(repr, bad))}; "
                                 f"the card for {card.extension} gets no email"))
             email = ""
         out.append(config.Employee(card.extension, card.name, email))
     return tuple(out), issues
+
+
+def _keep_rules(current: config.Settings,
+                employees: tuple[config.Employee, ...]) -> tuple[config.Employee, ...]:
+    """Who gets what per card (missed_calls, voicemail) is ours alone: MikoPBX
+    has no such field, so a card keeps its rules by extension."""
+    out = []
+    for e in employees:
+        old = current.employee(e.extension)
+        out.append(replace(e, missed_calls=old.missed_calls, voicemail=old.voicemail)
+                   if old else e)
+    return tuple(out)
 
 
 def _carry_unknown(current: config.Settings,
@@ -403,8 +425,13 @@ def export_settings(settings: config.Settings, db: Path,
         _require_tables(conn, db, ("m_PbxSettings",))
         stored = {str(k): _str_or_none(v)
                   for k, v in conn.execute("SELECT key, value FROM m_PbxSettings")}
+        pbx_defaults = wanted(config.defaults(settings.ui.language))
+        # A key the PBX does not store means its default, as on import: our
+        # value that is that default adds no row (a no-op export writes
+        # nothing, and the shipped schema keeps its shape).
         updates = {key: encode(key, value, stored.get(key))
-                   for key, value in wanted(settings).items()}
+                   for key, value in wanted(settings).items()
+                   if stored.get(key) is not None or value != pbx_defaults[key]}
         updates = {k: v for k, v in updates.items() if stored.get(k) != v}
         if not updates:
             conn.execute("ROLLBACK")

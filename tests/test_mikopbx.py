@@ -27,8 +27,12 @@ MAPPED_KEYS = {
     "MailEnableNotifications", "SystemNotificationsEmail", "SystemEmailForMissed",
     "VoicemailNotificationsEmail", "MailTplMissedCallSubject", "MailTplMissedCallBody",
     "MailTplMissedCallFooter", "MailTplVoicemailSubject", "MailTplVoicemailBody",
-    "MailTplVoicemailFooter",
+    "MailTplVoicemailFooter", "SendMissedCallNotifications", "SendVoicemailNotifications",
+    "SendSystemNotifications", "SendLoginNotifications",
 }
+SWITCH_KEYS = {"SendMissedCallNotifications": "missed_call",
+               "SendVoicemailNotifications": "voicemail",
+               "SendSystemNotifications": "system", "SendLoginNotifications": "login"}
 
 
 def make_db(path: Path, set_: dict[str, str] | None = None, drop: tuple[str, ...] = (),
@@ -233,6 +237,8 @@ def test_missing_keys_take_our_defaults(cli, tmp_path, cfg, settings, write_conf
     ("MailSMTPUseTLS", "starttls-please", ("smtp", "encryption"), "unknown encryption"),
     ("MailSMTPCertCheck", "yes", ("smtp", "verify_certificate"), "not a boolean"),
     ("MailEnableNotifications", "", ("notifications", "enabled"), "not a boolean"),
+    ("SendMissedCallNotifications", "on", ("notifications", "missed_call"), "not a boolean"),
+    ("SendLoginNotifications", "", ("notifications", "login"), "not a boolean"),
     ("SystemNotificationsEmail", "admin at mycompany", ("notifications", "admin_email"),
      "not a valid email address"),
     ("MailSMTPHost", "http://smtp.yandex.ru", ("smtp", "host"), "unknown scheme"),
@@ -297,6 +303,98 @@ def test_employee_variants(cli, tmp_path, cfg):
     assert cli("--config", str(cfg), "config", "check").returncode == 0
 
 
+# --- the per-kind switches (Send*Notifications) -------------------------------
+
+def test_switches_absent_from_the_shipped_schema_take_mikopbx_defaults(
+        cli, db, cfg, settings, write_config):
+    # MikoPBX's own sample database has none of the four keys.
+    assert not SWITCH_KEYS.keys() & rows(db).keys()
+    off = replace(settings.notifications, missed_call=False, voicemail=False, system=False,
+                  login=True)
+    write_config(replace(settings, notifications=off))
+    proc = imp(cli, cfg, db, "--dry-run")
+    assert proc.returncode == 0, proc.stderr_text
+    out = proc.stdout_text.splitlines()
+    for key in SWITCH_KEYS:
+        assert f"  note: {key} is not in the database: the default is used" in out
+    for line in ("  notifications.missed_call: false -> true",
+                 "  notifications.voicemail: false -> true",
+                 "  notifications.system: false -> true",
+                 "  notifications.login: true -> false"):
+        assert line in out
+    assert imp(cli, cfg, db).returncode == 0
+    n = config.load(cfg).notifications
+    assert (n.missed_call, n.voicemail, n.system, n.login) == (True, True, True, False)
+
+
+def test_switches_set_to_non_defaults_are_imported_field_by_field(cli, tmp_path, cfg,
+                                                                  settings, write_config):
+    write_config(settings)
+    db = make_db(tmp_path / "mikopbx.db", {
+        "SendMissedCallNotifications": "0", "SendVoicemailNotifications": "0",
+        "SendSystemNotifications": "0", "SendLoginNotifications": "1"})
+    proc = imp(cli, cfg, db, "--dry-run")
+    assert proc.returncode == 0, proc.stderr_text
+    out = proc.stdout_text.splitlines()
+    for line in ("  notifications.missed_call: true -> false",
+                 "  notifications.voicemail: true -> false",
+                 "  notifications.system: true -> false",
+                 "  notifications.login: false -> true"):
+        assert line in out
+    assert not any("is not in the database" in line and "Send" in line for line in out)
+    assert imp(cli, cfg, db).returncode == 0
+    n = config.load(cfg).notifications
+    assert (n.missed_call, n.voicemail, n.system, n.login) == (False, False, False, True)
+    # And back: a no-op export, then one switch changed here is written as "1"/"0".
+    assert "nothing written" in exp(cli, cfg, db).stdout_text
+    cfg.write_text(cfg.read_text().replace("system = false", "system = true"))
+    proc = exp(cli, cfg, db)
+    assert proc.returncode == 0, proc.stderr_text
+    assert '  SendSystemNotifications: "0" -> "1"' in proc.stdout_text.splitlines()
+    after = rows(db)
+    assert [after[k] for k in SWITCH_KEYS] == ["0", "0", "1", "1"]
+
+
+def test_export_into_the_shipped_schema_adds_only_switches_off_its_defaults(
+        cli, db, cfg, settings, write_config):
+    # Our defaults are MikoPBX's (1/1/1/0): a key it does not store means
+    # just that, so none is added for them.
+    assert imp(cli, cfg, db).returncode == 0
+    assert "nothing written" in exp(cli, cfg, db).stdout_text
+    assert not SWITCH_KEYS.keys() & rows(db).keys()
+    cfg.write_text(cfg.read_text().replace("login = false", "login = true"))
+    proc = exp(cli, cfg, db)
+    assert proc.returncode == 0, proc.stderr_text
+    assert proc.stdout_text.splitlines()[1:3] == [
+        '  SendLoginNotifications: (none) -> "1"', "1 change; backup: " + str(
+            next(db.parent.glob("mikopbx.db.bak-*")))]
+    after = rows(db)
+    assert after["SendLoginNotifications"] == "1"
+    assert not {"SendMissedCallNotifications", "SendVoicemailNotifications",
+                "SendSystemNotifications"} & after.keys()
+
+
+def test_import_keeps_each_cards_rules_and_takes_address_lists(cli, tmp_path, cfg, settings,
+                                                               write_config):
+    s = replace(settings, employees=(
+        config.Employee("201", "Smith James", "smith@mycompany.com", "internal", False),
+        config.Employee("299", "Left the company", "gone@mycompany.com", "off")))
+    write_config(s)
+    db = make_db(tmp_path / "mikopbx.db", {
+        "SystemNotificationsEmail": "admin@mycompany.ru, it@mycompany.ru"},
+        sql="UPDATE m_Users SET email = 'collins@mycompany.ru, mc@home.ru' "
+            "WHERE email = 'collins@mycompany.ru';")
+    proc = imp(cli, cfg, db)
+    assert proc.returncode == 0, proc.stderr_text
+    got = config.load(cfg)
+    assert got.notifications.admin_email == "admin@mycompany.ru, it@mycompany.ru"
+    smith, brown, collins = got.employees
+    assert (smith.email, smith.missed_calls, smith.voicemail) == (
+        "smith@mycompany.ru", "internal", False)
+    assert (brown.missed_calls, brown.voicemail) == ("all", True)  # new here: defaults
+    assert collins.email == "collins@mycompany.ru, mc@home.ru"
+
+
 # --- export ----------------------------------------------------------------
 
 def ours(settings: config.Settings) -> config.Settings:
@@ -307,7 +405,8 @@ def ours(settings: config.Settings) -> config.Settings:
                      verify_certificate=False, username="pbx@mail.ru", password="n3w-Secret",
                      sender_address="office@mail.ru", sender_name="Офис"),
         notifications=replace(settings.notifications, enabled=False,
-                              admin_email="boss@mail.ru"),
+                              admin_email="boss@mail.ru", missed_call=False, voicemail=False,
+                              system=False, login=True),
         missed_call=replace(settings.missed_call, email="", subject="MC NOTIFICATION_TO",
                             body="Body\nNOTIFICATION_DATE", footer="foot"),
         voicemail=replace(settings.voicemail, email="vm@mail.ru", subject="VM VM_DUR",
@@ -335,6 +434,9 @@ def test_export_writes_exactly_the_mapped_keys(cli, db, cfg, settings, write_con
         "MailTplMissedCallBody": "Body\nNOTIFICATION_DATE", "MailTplMissedCallFooter": "foot",
         "MailTplVoicemailSubject": "VM VM_DUR", "MailTplVoicemailBody": "Голос\nVM_CALLERID",
         "MailTplVoicemailFooter": "",
+        # Not in the shipped schema: inserted.
+        "SendMissedCallNotifications": "0", "SendVoicemailNotifications": "0",
+        "SendSystemNotifications": "0", "SendLoginNotifications": "1",
     }
     assert {k for k in after if after[k] != before.get(k)} == MAPPED_KEYS
     assert after["PBXLanguage"] == "ru-ru"  # the PBX's, never written
@@ -597,11 +699,15 @@ _pbx_values = st.fixed_dictionaries({
     "MailSMTPCertCheck": st.sampled_from(["0", "1", "", "yes"]),
     "MailSMTPFromUsername": _any_text,
     "MailSMTPPassword": _any_text,
-    "SystemEmailForMissed": st.sampled_from(["", "a@b.ru", "not an address"]),
+    "SystemEmailForMissed": st.sampled_from(["", "a@b.ru", "not an address", "a@b.ru, c@d.ru",
+                                             "a@b.ru, oops"]),
+    "SendVoicemailNotifications": st.sampled_from(["0", "1", "yes"]),
     "MailTplMissedCallSubject": _any_text,
     "MailTplVoicemailBody": _any_text,
     "MailTplVoicemailFooter": _any_text,
-}, optional={key: st.just(None) for key in ("MailTplMissedCallBody", "PBXLanguage")})
+}, optional={**{key: st.just(None) for key in ("MailTplMissedCallBody", "PBXLanguage")},
+             **{key: st.one_of(st.just(None), st.sampled_from(["0", "1"]))
+                for key in ("SendLoginNotifications", "SendMissedCallNotifications")}})
 
 
 @hsettings(max_examples=60, deadline=None)

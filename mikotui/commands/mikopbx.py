@@ -37,7 +37,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         description=(
             "Write the mail settings of our config into MikoPBX's m_PbxSettings, in one "
             "transaction, after copying the database to DB.bak-<time>. Only the mail "
-            "keys are written (MailSMTP*, MailEnableNotifications, MailTpl*, "
+            "keys are written (MailSMTP*, MailEnableNotifications, Send*Notifications, "
+            "MailTpl*, "
             "SystemNotificationsEmail, SystemEmailForMissed, VoicemailNotificationsEmail); "
             "every other row is left untouched. Employee "
             "cards and the PBX language are NOT written: the PBX owns them (change "
