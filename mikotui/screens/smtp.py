@@ -1,5 +1,6 @@
 """F1: the SMTP connection (MikoPBX's mail settings page): server, login, sender,
-admin address, encryption, certificate check, the master switch; provider
+admin address, encryption, certificate check, the master switch and each
+kind's own switch; provider
 presets; what the host/port/encryption combination will really do."""
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ PRESETS: dict[str, tuple[str, int, str]] = {
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 TEXT_KEYS = ("smtp.host", "smtp.port", "smtp.username", "smtp.password",
              "smtp.sender_address", "smtp.sender_name", "notifications.admin_email")
-BOOL_KEYS = ("smtp.verify_certificate", "notifications.enabled")
+# The kinds' own switches: under the master switch, which wins.
+KIND_KEYS = ("notifications.missed_call", "notifications.voicemail", "notifications.system",
+             "notifications.login")
+BOOL_KEYS = ("smtp.verify_certificate", "notifications.enabled", *KIND_KEYS)
 
 
 def preset_of(host: str) -> str:
@@ -113,6 +117,9 @@ class SmtpScreen(BaseScreen):
                 yield Field("notifications.enabled", "", Checkbox(
                     t("label.notifications.enabled"), s.notifications.enabled,
                     id="notifications--enabled", compact=True))
+                yield Field("notifications.kinds", t("label.notifications.kinds"), *(
+                    Checkbox(t(f"label.{key}"), bool(value_of(s, key)), id=widget_id(key),
+                             compact=True, classes="kind") for key in KIND_KEYS))
                 with HorizontalGroup(classes="buttons"):
                     yield Button(t("button.test"), id="send-test", variant="primary", compact=True)
                     yield Button(t("button.save"), id="save", compact=True)
@@ -269,6 +276,9 @@ class SmtpScreen(BaseScreen):
             hints["preset"] = self.t(f"preset.{preset}.note")
         self.query_one("#connection", Static).update(self.connection_summary())
         self.query_one(EmailPreview).show(app.settings, app.lang)
+        for key in KIND_KEYS:  # off under the master switch: shown so, kept as set
+            self.query_one(f"#{widget_id(key)}", Checkbox).disabled = (
+                not app.settings.notifications.enabled)
         for field in self.query(Field):
             if field.key == "smtp.verify_certificate":
                 # No TLS, no certificate to check: the switch would only mislead.
