@@ -28,6 +28,7 @@ from mikotui import config, i18n
 from mikotui.config import Problem, Settings
 from mikotui.screens.base import translate_bindings
 from mikotui.screens.dialogs import Dialog, QuitDialog, SendTestDialog, TranscriptScreen
+from mikotui.screens.employees import EmployeesScreen
 from mikotui.screens.missed_call import MissedCallScreen
 from mikotui.screens.outbox import OutboxScreen
 from mikotui.screens.smtp import SmtpScreen
@@ -66,6 +67,7 @@ class MikoApp(App[int]):
         "missed": MissedCallScreen,
         "voicemail": VoicemailScreen,
         "outbox": OutboxScreen,
+        "employees": EmployeesScreen,
     }
     DEFAULT_MODE = "smtp"
     # From this width on, the SMTP screen shows the connection and test mail beside the form.
@@ -79,6 +81,7 @@ class MikoApp(App[int]):
         Binding("f2", "switch_mode('missed')", "nav.missed", key_display="F2", show=False),
         Binding("f3", "switch_mode('voicemail')", "nav.voicemail", key_display="F3", show=False),
         Binding("f4", "switch_mode('outbox')", "nav.outbox", key_display="F4", show=False),
+        Binding("f5", "switch_mode('employees')", "nav.employees", key_display="F5", show=False),
         Binding("ctrl+s", "save", "key.save", key_display="^S", priority=True),
         Binding("ctrl+t", "send_test", "key.test", key_display="^T", priority=True),
         Binding("f6", "transcript", "key.transcript", key_display="F6"),

@@ -21,7 +21,7 @@ from mikotui.widgets.transcript_view import SendReport
 
 NOW = datetime(2026, 11, 26, 14, 30, 0, tzinfo=UTC)
 SIZES = [(80, 24), (120, 40)]
-SCREENS = {"smtp": "f1", "missed": "f2", "voicemail": "f3", "outbox": "f4"}
+SCREENS = {"smtp": "f1", "missed": "f2", "voicemail": "f3", "outbox": "f4", "employees": "f5"}
 
 
 def sample_settings(tmp_path: Path, lang: str) -> config.Settings:

@@ -111,6 +111,8 @@ class BaseScreen(Screen[None]):
 
     def focus_key(self, key: str) -> None:
         """Bring the field of a config key into view (after a refused save)."""
+        if "[" in key:  # a card's key (employees[0].email): no field here has it
+            return
         widget = self.query(f"#{key.replace('.', '--')}")
         if widget:
             widget.first().focus()

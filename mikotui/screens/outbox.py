@@ -66,7 +66,8 @@ class OutboxScreen(BaseScreen):
         Binding("u,г", "undo", "key.undo", key_display="u"),
         # Not in the footer: the table looks again every few seconds anyway,
         # and the Russian footer needs the room for u (undo) at 80 columns.
-        Binding("f5", "refresh", "key.refresh", key_display="F5", show=False),
+        # (Ctrl+R: F5 is the Employees screen.)
+        Binding("ctrl+r", "refresh", "key.refresh", key_display="^R", show=False),
     ]
 
     def __init__(self) -> None:

@@ -7,7 +7,8 @@ from textual.widgets import Static
 
 from mikotui import i18n
 
-SCREENS = (("smtp", "F1"), ("missed", "F2"), ("voicemail", "F3"), ("outbox", "F4"))
+SCREENS = (("smtp", "F1"), ("missed", "F2"), ("voicemail", "F3"), ("outbox", "F4"),
+           ("employees", "F5"))
 
 
 class NavBar(Static):
@@ -24,7 +25,11 @@ class NavBar(Static):
                 parts.append(f"[bold $text on $primary]{label}[/]")
             else:
                 parts.append(f"[@click=app.switch_mode('{mode}')]{label}[/]")
-        marker = f"  [$warning]● {i18n.ui(lang, 'unsaved')}[/]" if unsaved else ""
+        words = f"● {i18n.ui(lang, 'unsaved')}"
+        width = sum(len(f" {key} {i18n.ui(lang, 'nav.' + mode)} ") for mode, key in SCREENS)
+        if width + 2 + len(words) > (self.size.width or self.app.size.width):
+            words = "●"  # five screens in Russian at 80 columns: the dot alone still says it
+        marker = f"  [$warning]{words}[/]" if unsaved else ""
         content = "".join(parts) + marker
         if content != self._shown:  # an update re-lays out; most keys change nothing here
             self._shown = content
