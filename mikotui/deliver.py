@@ -11,27 +11,24 @@ is given up on goes to `failed/` and the administrator gets one alert.
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from mikotui import log, notify, smtp
 from mikotui.config import ConfigError, Settings
+from mikotui.due import DueIndex
 from mikotui.spool import Entry, Owner, Spool
 
 BATCH = 400  # entries claimed at a time
 LANES = 4  # connections at once for a big batch
 PER_LANE = 25  # entries that make another connection worth opening
-POLL = 0.5  # seconds between looks at the queue in --watch
+POLL = 0.5  # seconds between looks at the config file (and queue/ without inotify)
 RECOVER_EVERY = 10.0  # seconds: entries of deliverers that died meanwhile
-RESCAN_EVERY = 5.0  # seconds: a full look at queue/ even when it seems unchanged
-_HEADERS = BytesHeaderParser(policy=email.policy.compat32)
 
 
 @dataclass
@@ -61,7 +58,7 @@ class Courier:
         self.settings = settings
         self.spool = spool
         self.owner = owner
-        self.sweeper = ThreadPoolExecutor(1, thread_name_prefix="sweeper")
+        self.sweeper = Sweeper()
         self.use(settings)
         self.new_run()
 
@@ -83,13 +80,13 @@ class Courier:
         self.settings = settings
         if not settings.notifications.enabled:
             log.record(self.spool, event="paused", reason="notifications.enabled = false",
-                          kept=len(list(self.spool.entries("queue"))))
+                       kept=len(os.listdir(self.spool.root / "queue")))
         ep = settings.smtp.shown_endpoint()
         self.host, self.tls = f"{ep.host}:{ep.port}", ep.encryption
 
     def close(self) -> None:
-        """Wait for the deleting thread to finish."""
-        self.sweeper.shutdown(wait=True)
+        """Wait for the deletion of what was sent."""
+        self.sweeper.close()
 
     async def batch(self, entries: list[Entry], stop: asyncio.Event | None = None) -> Report:
         """Send `entries` (claimed by us) and settle each. A big batch is
@@ -102,6 +99,7 @@ class Courier:
         await asyncio.gather(*(self._lane(pending[i::lanes], report, stop)
                                for i in range(lanes)))
         self.spool.sync("active")
+        self.sweeper.sweep()
         return report
 
     async def _lane(self, pending: list[Entry], report: Report,
@@ -180,18 +178,15 @@ class Courier:
     async def _send(self, conn: smtp.Connection, entry: Entry, report: Report) -> bool:
         """One entry; False when the connection can't carry the next one."""
         owed = entry.meta.owed
-        # Headers only, body kept as the bytes we stored: aiosmtplib writes it
-        # back unchanged, and skipping a full MIME parse and re-flatten per
-        # message is most of what makes draining fast.
+        # The bytes as stored go to the server: no parse and re-flatten.
         try:
             data = entry.read_message()
         except OSError as exc:  # a hand or a disk broke it: it must not stop the rest
             self._fail(entry, entry.meta, report, "damaged", None,
                        f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
             return True
-        msg = _HEADERS.parsebytes(data)
         try:
-            result = await conn.send(msg, list(owed))
+            result = await conn.send(data, list(owed))
         except smtp.SmtpFailure as exc:
             if exc.refused:  # every recipient refused, each with its own code
                 self._settle(entry, (), exc.refused, report, exc.kind)
@@ -223,10 +218,9 @@ class Courier:
             self._fail(entry, meta, report, kind or "recipient_refused", code,
                        "refused: " + "; ".join(f"{a}: {w}" for a, w in meta.refused.items()))
         else:
-            # The batch syncs once at its end; files are deleted by a helper
-            # thread, since unlinking costs about as much as sending here.
-            trash = self.spool.done(entry, sync=False, remove=False)
-            self.sweeper.submit(self.spool.remove_trash, trash)
+            # The batch syncs once at its end, and its files are deleted off
+            # the sending path (`Sweeper`).
+            self.sweeper.add(self.spool.done(entry, sync=False, remove=False))
             report.sent += 1
             self._log(entry, result="sent", status=code or 250, error="")
 
@@ -274,6 +268,38 @@ class Courier:
                       smtp_status=status, error=error, result=result, **extra)
 
 
+class Sweeper:
+    """Deletes the folders of sent entries (already out of the spool, in
+    tmp/) in an `rm` process per batch: unlinking costs about as much as
+    sending, and a thread doing it here would hold the interpreter lock
+    the sending needs. Where `rm` can't be started they are deleted here."""
+
+    def __init__(self) -> None:
+        self.trash: list[Path] = []
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def add(self, trash: Path) -> None:
+        self.trash.append(trash)
+
+    def sweep(self) -> None:
+        self.running = [p for p in self.running if p.poll() is None]
+        if not self.trash:
+            return
+        trash, self.trash = self.trash, []
+        try:
+            self.running.append(subprocess.Popen(["rm", "-rf", "--", *map(str, trash)],
+                                                 stdin=subprocess.DEVNULL))
+        except OSError:
+            for path in trash:
+                Spool.remove_trash(path)
+
+    def close(self) -> None:
+        self.sweep()
+        for proc in self.running:
+            proc.wait()
+        self.running = []
+
+
 def _status(refused: dict, accepted) -> int | None:
     codes = [c for c, _ in refused.values() if c is not None]
     if codes:
@@ -312,16 +338,22 @@ async def _deliver_entries(settings: Settings, spool: Spool, owner: Owner,
         courier.close()
 
 
-def drain(settings: Settings, spool: Spool, *, batch: int = BATCH) -> Report:
-    """Everything due now, then return."""
+def drain(settings: Settings, spool: Spool, *, batch: int = BATCH,
+          index: DueIndex | None = None) -> Report:
+    """Everything due now, then return. `index` (of `spool`): what is still
+    waiting afterwards."""
     with spool.owner() as owner:
         spool.recover()
         _log_salvaged(spool, spool.clean_tmp())
         courier = Courier(settings, spool, owner)
+        own = index is None
+        index = DueIndex(spool) if index is None else index
         try:
-            return asyncio.run(_drain_until_stopped(courier, batch))
+            return asyncio.run(_drain_until_stopped(courier, index, batch))
         finally:
             courier.close()
+            if own:
+                index.close()
 
 
 def _log_salvaged(spool: Spool, entries: list[Entry]) -> None:
@@ -330,8 +362,8 @@ def _log_salvaged(spool: Spool, entries: list[Entry]) -> None:
                    reason="its writer died before it was queued", state=entry.state)
 
 
-async def _drain_until_stopped(courier: Courier, batch: int) -> Report:
-    return await _drain(courier, batch, _stop_on_signals())
+async def _drain_until_stopped(courier: Courier, index: DueIndex, batch: int) -> Report:
+    return await _drain(courier, index, batch, _stop_on_signals())
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -346,46 +378,58 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _drain(courier: Courier, batch: int, stop: asyncio.Event | None = None) -> Report:
+async def _drain(courier: Courier, index: DueIndex, batch: int,
+                 stop: asyncio.Event | None = None) -> Report:
+    """What is due, a batch at a time; the index takes in what came
+    meanwhile (new entries, and our own retries that came due) after each."""
     report = Report()
     courier.new_run()
-    while not (stop and stop.is_set()):
-        due = [i for i in courier.spool.due() if i not in courier.tried]
-        claimed = _claim(courier, due, batch)
+    while not (stop and stop.is_set()) and courier.settings.notifications.enabled:
+        # (Off is the master switch: nothing goes out; queue/ keeps it all.)
+        index.refresh()
+        taken = index.take(batch)
+        # One deferred in this run waits for the next (see `new_run`).
+        index.put_back([i for i in taken if i in courier.tried])
+        fresh = [i for i in taken if i not in courier.tried]
+        claimed = _claim(courier, fresh)
         courier.settle_damaged(report)
-        if not claimed:
+        if claimed:
+            report.add(await courier.batch(claimed, stop))
+        elif not fresh:  # nothing (new) is due; if others took what was, look again
             if courier.alert(report):
                 continue  # the alert goes out in this run too
             break
-        report.add(await courier.batch(claimed, stop))
     return report
 
 
-async def _retry_waiting(courier: Courier, batch: int, stop: asyncio.Event) -> Report:
+async def _retry_waiting(courier: Courier, index: DueIndex, batch: int,
+                         stop: asyncio.Event) -> Report:
     """One attempt now for everything queued, whatever its retry time: the
     settings changed, so what failed with the old ones may go through."""
     report = Report()
+    if not courier.settings.notifications.enabled:
+        return report
     courier.new_run()
-    waiting = courier.spool.due(now=float("inf"))
+    index.refresh()
+    waiting = index.take(len(index), everything=True)
     while waiting and not stop.is_set():
-        claimed = _claim(courier, waiting[:batch], batch)
+        claimed = _claim(courier, waiting[:batch])
         courier.settle_damaged(report)
         del waiting[:batch]
         report.add(await courier.batch(claimed, stop))
+    if waiting:  # stopped: not claimed, so still in queue/
+        index.rescan()
     courier.alert(report)  # sent by the drain that follows
     return report
 
 
-def _claim(courier: Courier, ids: list[str], batch: int) -> list[Entry]:
-    if not courier.settings.notifications.enabled:
-        return []  # the master switch: nothing goes out; queue/ keeps it all
+def _claim(courier: Courier, ids: list[str]) -> list[Entry]:
+    """Those of `ids` no other deliverer took first."""
     claimed = []
     for entry_id in ids:
         entry = courier.spool.claim(entry_id, courier.owner)
         if entry is not None:
             claimed.append(entry)
-            if len(claimed) >= batch:
-                break
     return claimed
 
 
@@ -423,43 +467,64 @@ class ConfigFile:
 
 def watch(settings: Settings, spool: Spool, *, batch: int = BATCH,
           config_file: ConfigFile | None = None) -> Report:
-    """Keep delivering until SIGTERM/SIGINT: new entries within a second,
-    retries at their times; `config_file` changes apply from the next batch."""
+    """Keep delivering until SIGTERM/SIGINT: new entries at once, retries
+    at their times; `config_file` changes apply from the next batch."""
     with spool.owner() as owner:
         courier = Courier(settings, spool, owner)
+        index = DueIndex(spool)
         try:
-            return asyncio.run(_watch(courier, batch, config_file))
+            return asyncio.run(_watch(courier, index, batch, config_file))
         finally:
             courier.close()
+            index.close()
 
 
-async def _watch(courier: Courier, batch: int, config_file: ConfigFile | None = None) -> Report:
+async def _watch(courier: Courier, index: DueIndex, batch: int,
+                 config_file: ConfigFile | None = None) -> Report:
+    """Idle is asleep: until the next retry is due, an entry comes into
+    queue/ (inotify; else a look at queue/ every POLL), the config file may
+    have changed (a stat every POLL) or it is time to recover the claims
+    of deliverers that died."""
     stop = _stop_on_signals()
     log.record(courier.spool, event="watching", path=courier.spool.root)
     report = Report()
     spool = courier.spool
-    last_recover = last_scan = 0.0
-    seen: tuple[int, int] | None = None
+    loop = asyncio.get_running_loop()
+    arrived = asyncio.Event()
+    fd = index.fileno()
+
+    def wake() -> None:
+        # One-shot: the descriptor stays readable until `refresh` reads it,
+        # and a level-triggered reader would spin the loop meanwhile.
+        loop.remove_reader(fd)
+        arrived.set()
+
+    last_recover = -RECOVER_EVERY
     while not stop.is_set():
         if config_file is not None and (fresh := config_file.changed(spool)) is not None:
             courier.use(fresh)
-            report.add(await _retry_waiting(courier, batch, stop))
+            report.add(await _retry_waiting(courier, index, batch, stop))
         if time.monotonic() - last_recover >= RECOVER_EVERY:
             spool.recover()
             _log_salvaged(spool, spool.clean_tmp())
             last_recover = time.monotonic()
-        # Reading every entry's metadata twice a second would cost a lot with
-        # thousands waiting out an outage: scan when queue/ changed, when a
-        # retry is due, and now and then regardless.
-        stamp = spool.queue_stamp()
-        if (stamp != seen or time.monotonic() - last_scan >= RESCAN_EVERY
-                or (spool.wakeup is not None and time.time() >= spool.wakeup)):
-            seen, last_scan = stamp, time.monotonic()  # taken before: no add is missed
-            report.add(await _drain(courier, batch, stop))
-        try:
-            await asyncio.wait_for(stop.wait(), POLL)
-        except TimeoutError:
-            pass
+        report.add(await _drain(courier, index, batch, stop))
+        timeout = RECOVER_EVERY - (time.monotonic() - last_recover)
+        due = index.next_due() if courier.settings.notifications.enabled else None
+        if due is not None:
+            timeout = min(timeout, due)
+        if config_file is not None or fd is None:
+            timeout = min(timeout, POLL)
+        arrived.clear()
+        if fd is not None:
+            loop.add_reader(fd, wake)
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(arrived.wait())]
+        await asyncio.wait(waits, timeout=max(timeout, 0.01),
+                           return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if fd is not None:
+            loop.remove_reader(fd)
     log.record(courier.spool, event="stopped", sent=report.sent,
-                  deferred=report.deferred, failed=report.failed)
+               deferred=report.deferred, failed=report.failed)
     return report

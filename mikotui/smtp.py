@@ -306,12 +306,11 @@ class Connection:
             self._client.close()
             self._client = None
 
-    async def send(self, msg: Message,
+    async def send(self, msg: Message | bytes,
                    recipients: Sequence[str] | None = None) -> SendResult:
         """Send one message. Recipients the server refused while it took others
-        come back in `.refused`; if it took none, `SmtpFailure`. Any `Message`
-        will do: the deliverer passes a headers-only parse of the spooled bytes,
-        whose body aiosmtplib writes back unchanged."""
+        come back in `.refused`; if it took none, `SmtpFailure`. The deliverer
+        passes the spooled bytes, which go out as they are (with `recipients`)."""
         if not self.connected:
             await self.open()
         assert self._client is not None
@@ -321,8 +320,12 @@ class Connection:
         rcpts = list(recipients) if recipients is not None else None
         try:
             async with asyncio.timeout(self.smtp.timeout):
-                refused, _ = await self._client.send_message(
-                    msg, sender=self.smtp.from_address or None, recipients=rcpts)
+                if isinstance(msg, bytes):
+                    assert rcpts is not None
+                    refused, _ = await self._send_bytes(msg, rcpts)
+                else:
+                    refused, _ = await self._client.send_message(
+                        msg, sender=self.smtp.from_address or None, recipients=rcpts)
         except TimeoutError:
             self.abort()
             raise self.timed_out() from None
@@ -342,10 +345,30 @@ class Connection:
         elapsed = time.monotonic() - started
         if self.transcript:
             self.transcript.timed("send", elapsed)
-        wanted = rcpts if rcpts is not None else extract_recipients(msg)
+        wanted = rcpts if rcpts is not None else extract_recipients(msg)  # type: ignore[arg-type]
         refused_map = {r: (resp.code, resp.message) for r, resp in refused.items()}
         accepted = tuple(r for r in wanted if r not in refused_map)
         return SendResult(accepted, refused_map, elapsed, self.transcript)
+
+    async def _send_bytes(self, data: bytes, recipients: list[str]
+                          ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        """A stored message as it is: what aiosmtplib's send_message does
+        but the parse and re-flatten (our messages are 7-bit already)."""
+        assert self._client is not None
+        sender = self.smtp.from_address or _header_sender(data)
+        if not sender:
+            raise ValueError("No From header provided in message")
+        await self._client._ehlo_or_helo_if_needed()
+        options = []
+        if not (sender + "".join(recipients)).isascii():
+            if not self._client.supports_extension("smtputf8"):
+                raise aiosmtplib.SMTPNotSupported(
+                    "An address containing non-ASCII characters was provided, but "
+                    "SMTPUTF8 is not supported by this server")
+            options.append("SMTPUTF8")
+        if not data.isascii() and self._client.supports_extension("8BITMIME"):
+            options.append("BODY=8BITMIME")
+        return await self._client.sendmail(sender, recipients, data, mail_options=options)
 
     # The steps ----------------------------------------------------------------
 
@@ -623,6 +646,16 @@ async def send_test_email(settings: Settings, lang: str, to: str | None = None, 
 
 
 # --- small pure helpers -----------------------------------------------------------
+
+def _header_sender(data: bytes) -> str | None:
+    """The From of stored message bytes (sender_address unset)."""
+    import email.policy
+    from email.parser import BytesHeaderParser
+
+    from aiosmtplib.email import extract_sender
+
+    return extract_sender(BytesHeaderParser(policy=email.policy.compat32).parsebytes(data))
+
 
 def _coded_kind(code: int, kind_5xx: str) -> str:
     if code == 552:

@@ -848,6 +848,18 @@ def _is_due(meta: Meta, now: float, clock: tuple[str, float]) -> bool:
     return meta.next_attempt - now > MAX_RETRY * (1 + JITTER)
 
 
+def seconds_to_due(meta: Meta, now: float, clock: tuple[str, float]) -> float:
+    """How long `meta`'s entry still waits by `_is_due`'s rules (0: it is
+    due): the sooner of its wall-clock time and its boot-clock time."""
+    if _is_due(meta, now, clock):
+        return 0.0
+    wait = meta.next_attempt - now
+    boot, mono = clock
+    if meta.attempts and meta.tried_at and boot and meta.tried_boot == boot:
+        wait = min(wait, meta.next_attempt - meta.tried_at - (mono - meta.tried_mono))
+    return max(wait, 0.0)
+
+
 # --- files -------------------------------------------------------------------
 
 def _read_meta(path: Path) -> Meta:

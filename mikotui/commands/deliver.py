@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mikotui.due import DueIndex
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -19,6 +23,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mikotui import config, deliver, i18n, log
+    from mikotui.due import DueIndex
     from mikotui.spool import Spool, SpoolError
 
     path = config.resolve_path(args.config)
@@ -34,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         spool.ensure()
         log.warn_exposed_password(settings, spool)
-        if args.watch:
+        index = DueIndex(spool) if not args.watch else None
+        if index is None:
             report = deliver.watch(settings, spool, config_file=deliver.ConfigFile(path, load))
         else:
-            report = deliver.drain(settings, spool)
+            report = deliver.drain(settings, spool, index=index)
     except SpoolError as exc:
         print(f"mikotui: {exc}", file=sys.stderr)
         return os.EX_CANTCREAT
@@ -51,18 +57,21 @@ def run(args: argparse.Namespace) -> int:
     if report.setup_problem:
         print(f"the SMTP settings look wrong ({report.setup_problem}): "
               "`mikotui test-email` shows why", file=sys.stderr)
-    if not args.watch:
-        _say_what_waits(spool)
+    if index is not None:
+        _say_what_waits(index)
+        index.close()
     return 0
 
 
-def _say_what_waits(spool) -> None:
+def _say_what_waits(index: DueIndex) -> None:
     """An admin who just fixed the server runs `deliver` and sees "sent 0":
     tell them what still waits for its retry time, and how not to wait."""
     import time
 
-    waiting = [e.meta.next_attempt for e in spool.entries("queue")]
-    if waiting:
-        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(waiting)))
-        print(f"{len(waiting)} waiting to be retried (the first at {at}); "
+    index.refresh()
+    index.prune()
+    first = index.first_retry()
+    if first is not None:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first))
+        print(f"{len(index)} waiting to be retried (the first at {at}); "
               "`mikotui queue retry --all` makes them due now")
