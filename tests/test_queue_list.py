@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from notify_support import settings_for, write
@@ -63,10 +64,14 @@ def test_a_hostile_meta_json_is_one_plain_row(cli, tmp_path):
         {"id": odd, "kind": ["x"], "created": "yesterday", "owed": "a@b", "attempts": "2"}))
     broken = queued(spool)
     (spool.root / "queue" / broken / "meta.json").write_bytes(b"\xff{")
-    out = cli("--config", conf, "queue", "list")
+    fifo = queued(spool)  # reading it would wait for a writer forever
+    (spool.root / "queue" / fifo / "meta.json").unlink()
+    os.mkfifo(spool.root / "queue" / fifo / "meta.json")
+    out = cli("--config", conf, "queue", "list", timeout=20)
     assert out.returncode == 0, out.stderr_text
     text = out.stdout_text
     assert "\x1b" not in text and "\x07" not in text
-    assert rows(text) == [evil, odd, broken]
+    assert rows(text) == [evil, odd, broken, fifo]
     assert "FAKE ROW" in text.splitlines()[1]
     assert "unreadable" in text.splitlines()[3]
+    assert "not a regular file" in text.splitlines()[4]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
+import stat
 import sys
 import time
 
@@ -71,6 +73,16 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _read_regular(path: str) -> bytes:
+    """A file's bytes, never through a link, a FIFO or a device (each would
+    have the listing read what it points at, or wait forever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read()
+
+
 def _read_listing(root: str, state: str) -> list[dict]:
     """The meta.json of every entry in `state`, oldest first, as read (no
     Meta made: 50k of them are the point of this being fast); an entry
@@ -84,8 +96,7 @@ def _read_listing(root: str, state: str) -> list[dict]:
     loads = json.loads
     for name in names:
         try:
-            with open(f"{folder}{name}/meta.json", "rb") as f:
-                raw = loads(f.read())
+            raw = loads(_read_regular(f"{folder}{name}/meta.json"))
         except (FileNotFoundError, NotADirectoryError):
             continue  # claimed or settled while we looked
         except (OSError, ValueError, RecursionError) as exc:
