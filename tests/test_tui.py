@@ -4,6 +4,7 @@ real aiosmtpd server (the sandbox) on 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -331,6 +332,13 @@ async def test_failed_test_send_shows_kind_and_hint(settings, write_config):
         assert "127.0.0.1" in shown
 
 
+async def settle(pilot) -> None:
+    """The outbox reads the spool in a worker thread: wait for what it read."""
+    await pilot.app.workers.wait_for_complete(
+        [w for w in pilot.app.workers if w.group == "spool"])
+    await pilot.pause()
+
+
 def _spool_with_two(settings) -> tuple[Spool, str, str]:
     spool = Spool(settings.spool_dir()).ensure()
     data = b"Subject: test\r\n\r\nhello\r\n"
@@ -353,11 +361,11 @@ async def test_an_unreadable_spool_is_said_not_crashed_on(settings, write_config
     app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
-        await pilot.pause()
+        await settle(pilot)
         said = str(app.screen.query_one("#spool-empty").render())
         assert "Cannot read the spool" in said and str(blocker) in said
         await pilot.press("f1")  # the rest of the app still works
-        await pilot.pause()
+        await settle(pilot)
         assert app.screen.query_one("#smtp--host")
 
 
@@ -366,7 +374,7 @@ async def test_outbox_retry_and_purge_act_on_the_spool(settings, config_path):
     app = make_app(config_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
-        await pilot.pause()
+        await settle(pilot)
         table = app.screen.query_one("#spool")
         assert table.row_count == 2
         row = [str(c) for c in table.get_row(failed)]
@@ -374,29 +382,29 @@ async def test_outbox_retry_and_purge_act_on_the_spool(settings, config_path):
         table.focus()
         table.move_cursor(row=table.get_row_index(failed))
         await pilot.press("r")
-        await pilot.pause()
+        await settle(pilot)
         assert [e.id for e in spool.entries("failed")] == []
         assert failed in [e.id for e in spool.entries("queue")]
         table.move_cursor(row=table.get_row_index(queued))
         await pilot.press("d")
-        await pilot.pause()
+        await settle(pilot)
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("escape")  # no: nothing deleted
-        await pilot.pause()
+        await settle(pilot)
         assert spool.find(queued) is not None
         await pilot.press("d")
-        await pilot.pause()
+        await settle(pilot)
         await pilot.click("#yes")
-        await pilot.pause()
+        await settle(pilot)
         assert spool.find(queued) is None
         assert table.row_count == 1
         assert "press u to undo" in [n.message for n in app._notifications][-1]
         await pilot.press("г")  # u, on a Russian keyboard layout
-        await pilot.pause()
+        await settle(pilot)
         assert queued in spool.due() and table.row_count == 2
         assert [e.id for e in spool.entries("purged")] == []
         await pilot.press("u")  # nothing more to undo: nothing happens
-        await pilot.pause()
+        await settle(pilot)
         assert table.row_count == 2
 
 
@@ -404,7 +412,7 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
     saved = config_path.read_bytes()
     app = make_app(config_path, sandbox=True)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         assert app.sandbox is not None
         banner = str(app.screen.query_one("#sandbox-banner").render())
         assert f"127.0.0.1:{app.sandbox.port}" in banner
@@ -419,13 +427,13 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
         await send_test(pilot, app)
         assert app.last_report is not None and app.last_report.ok, notes(app)
         await pilot.press("f4")
-        await pilot.pause()
+        await settle(pilot)
         table = app.screen.query_one("#captured")
         assert table.row_count == 1
         assert "SMTP Settings Test" in [str(c) for c in table.get_row_at(0)]
         assert app.focused is table  # the empty spool table hides: keys come here
         await pilot.press("enter")
-        await pilot.pause()
+        await settle(pilot)
         assert isinstance(app.screen, MailScreen)
         assert "If you receive this email" in app.screen.content
     assert config_path.read_bytes() == saved  # the sandbox never touches the file
@@ -469,6 +477,29 @@ async def test_sandbox_is_a_server_a_wrong_setting_fails_on(cli, tmp_path):
         await send_test(pilot, app)
         assert app.last_report.kind == "refused"
         assert len(app.sandbox.messages()) == 1
+
+
+async def test_the_outbox_reads_the_spool_off_the_ui_thread(settings, config_path,
+                                                            monkeypatch):
+    """Thousands of entries waiting out an outage take seconds to read: the
+    reading must not freeze the screen, on showing it nor every 3 s after."""
+    _spool_with_two(settings)
+    readers = []
+    real = Spool.entries
+
+    def entries(self, state="queue"):
+        readers.append(threading.current_thread())
+        return real(self, state)
+
+    monkeypatch.setattr(Spool, "entries", entries)
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await settle(pilot)
+        assert app.screen.query_one("#spool").row_count == 2
+        await pilot.press("f5")
+        await settle(pilot)
+    assert len(readers) >= 6 and threading.main_thread() not in readers
 
 
 async def test_russian_labels(config_path):

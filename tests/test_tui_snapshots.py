@@ -70,7 +70,14 @@ def make(tmp_path: Path, lang: str, *, spool: bool = True) -> MikoApp:
 @pytest.mark.parametrize("lang", ["en", "ru"])
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_screen(snap_compare, tmp_path, screen, lang, size):
-    assert snap_compare(make(tmp_path, lang), press=[SCREENS[screen]], terminal_size=size)
+    async def show(pilot) -> None:
+        await pilot.press(SCREENS[screen])
+        # The outbox reads the spool in a worker thread: wait for what it read.
+        await pilot.app.workers.wait_for_complete(
+            [w for w in pilot.app.workers if w.group == "spool"])
+        await pilot.pause()
+
+    assert snap_compare(make(tmp_path, lang), run_before=show, terminal_size=size)
 
 
 @pytest.mark.parametrize("lang", ["en", "ru"])

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -110,9 +110,27 @@ class OutboxScreen(BaseScreen):
 
     def refresh_state(self) -> None:
         super().refresh_state()
-        self._fill_spool()
+        self._read_spool()
         if self.miko.sandbox_mode:
             self._fill_captured()
+        self._focus_a_shown_table()
+
+    @work(thread=True, exclusive=True, group="spool", exit_on_error=False)
+    def _read_spool(self) -> None:
+        """The spool is read off the UI thread: with thousands of entries
+        waiting out an outage, reading every meta.json takes seconds, and
+        the screen must not freeze meanwhile (nor every 3 s)."""
+        from textual.worker import get_current_worker
+
+        try:
+            found: list[Entry] | Exception = self._entries()
+        except (SpoolError, OSError) as exc:
+            found = exc
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_spool, found)
+
+    def _show_spool(self, found: list[Entry] | Exception) -> None:
+        self._fill_spool(found)
         self._focus_a_shown_table()
 
     def _focus_a_shown_table(self) -> None:
@@ -132,12 +150,11 @@ class OutboxScreen(BaseScreen):
         spool = self.spool
         return [e for state in ("active", "queue", "failed") for e in spool.entries(state)]
 
-    def _fill_spool(self) -> None:
+    def _fill_spool(self, entries: list[Entry] | Exception) -> None:
         table = self.query_one("#spool", DataTable)
         empty = self.query_one("#spool-empty", Static)
-        try:
-            entries = self._entries()
-        except (SpoolError, OSError) as exc:
+        if isinstance(entries, Exception):
+            exc = entries
             # Another user's 0700 spool, or a path that is a file: say so in
             # place of the table, and keep the rest of the app working.
             self._replace_rows(table, [])
