@@ -73,5 +73,7 @@ def test_a_hostile_meta_json_is_one_plain_row(cli, tmp_path):
     assert "\x1b" not in text and "\x07" not in text
     assert rows(text) == [evil, odd, broken, fifo]
     assert "FAKE ROW" in text.splitlines()[1]
-    assert "unreadable" in text.splitlines()[3]
+    assert '"kind" is ["x"], not text' in text.splitlines()[2]
+    assert "damaged: meta.json" in text.splitlines()[3]
     assert "not a regular file" in text.splitlines()[4]
+    assert out.stderr_text.count("damaged spool entry") == 3

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import os
 import re
 import stat
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from mikotui.spool import Spool
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -69,10 +75,6 @@ def _count(text: str) -> int:
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def _read_regular(path: str) -> bytes:
     """A file's bytes, never through a link, a FIFO or a device (each would
     have the listing read what it points at, or wait forever)."""
@@ -83,11 +85,22 @@ def _read_regular(path: str) -> bytes:
         return f.read()
 
 
-def _read_listing(root: str, state: str) -> list[dict]:
-    """The meta.json of every entry in `state`, oldest first, as read (no
-    Meta made: 50k of them are the point of this being fast); an entry
-    that can't be read is a row that says so."""
-    folder = f"{root}/{state}/"
+class _Row(NamedTuple):
+    id: str
+    kind: str
+    created: float | None
+    next_attempt: float | None
+    to: str
+    attempts: str
+    error: str
+
+
+def _read_listing(spool: Spool, state: str) -> list[_Row]:
+    """Every entry in `state`, oldest first, from its meta.json as read (no
+    Meta made: with 50k entries that is the point of this being fast). The
+    fields shown are checked; an entry that fails is a row saying why, and
+    a line on stderr as the spool's own readers say it."""
+    folder = f"{spool.root}/{state}/"
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
@@ -95,22 +108,56 @@ def _read_listing(root: str, state: str) -> list[dict]:
     rows = []
     loads = json.loads
     for name in names:
+        entry_id = name.partition("@")[0]
         try:
             raw = loads(_read_regular(f"{folder}{name}/meta.json"))
         except (FileNotFoundError, NotADirectoryError):
             continue  # claimed or settled while we looked
         except (OSError, ValueError, RecursionError) as exc:
-            raw = {"kind": "?", "last_error": f"unreadable: {exc}"}
+            rows.append(_damaged(spool, folder + name, entry_id, f"meta.json: {exc}"))
+            continue
         if not isinstance(raw, dict):
-            raw = {"kind": "?", "last_error": "unreadable: meta.json is not an object"}
-        raw["id"] = name.partition("@")[0]
-        rows.append(raw)
+            rows.append(_damaged(spool, folder + name, entry_id, "meta.json is not an object"))
+            continue
+        kind, created, nxt = raw.get("kind"), raw.get("created"), raw.get("next_attempt", 0.0)
+        to = raw.get("owed") or raw.get("recipients") or []
+        attempts = raw.get("attempts", 0)
+        error = raw.get("failed_reason") or raw.get("last_error") or "-"
+        if not (raw.get("id") == entry_id and isinstance(kind, str) and _is_time(created)
+                and _is_time(nxt) and isinstance(to, list)
+                and all(isinstance(a, str) for a in to) and type(attempts) is int
+                and isinstance(error, str)):
+            rows.append(_damaged(spool, folder + name, entry_id, _why(raw, entry_id)))
+            continue
+        rows.append(_Row(entry_id, kind, created, nxt, ",".join(to) or "-", str(attempts),
+                         " ".join(error.split())))
     return rows
+
+
+def _is_time(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _why(raw: dict, entry_id: str) -> str:
+    """What the spool's own check says is wrong with `raw`."""
+    from mikotui.spool import DamagedEntry, _checked
+
+    if raw.get("id") != entry_id:
+        return f'meta.json says it is "{raw.get("id")}"'
+    try:
+        _checked(raw, strict=True)
+    except DamagedEntry as exc:
+        return str(exc)
+    return "meta.json is not as written"
+
+
+def _damaged(spool: Spool, path: str, entry_id: str, reason: str) -> _Row:
+    spool._note_damaged(Path(path), reason)
+    return _Row(entry_id, "?", None, None, "-", "?", f"damaged: {reason}")
 
 
 def run_list(args: argparse.Namespace) -> int:
     spool = _spool(args)
-    root = str(spool.root)
     states = ("active", "queue", "failed", "purged") if args.purged else (
         "active", "queue", "failed")
     now = time.time()
@@ -119,26 +166,17 @@ def run_list(args: argparse.Namespace) -> int:
     oldest: tuple[float, str] | None = None
     rows = []
     for state in states:
-        listing = _read_listing(root, state)
+        listing = _read_listing(spool, state)
         by_state[state] = len(listing)
         for m in listing:
-            kind = _text(m.get("kind")) or "?"
-            by_kind[kind] = by_kind.get(kind, 0) + 1
-            created = m.get("created")
-            if isinstance(created, (int, float)) and (oldest is None or created < oldest[0]):
-                oldest = (created, m["id"])
+            by_kind[m.kind] = by_kind.get(m.kind, 0) + 1
+            if m.created is not None and (oldest is None or m.created < oldest[0]):
+                oldest = (m.created, m.id)
             if state == "queue":
-                nxt = m.get("next_attempt")
-                nxt = _when(nxt, now) if isinstance(nxt, (int, float)) else "?"
+                nxt = _when(m.next_attempt, now) if m.next_attempt is not None else "?"
             else:
                 nxt = "sending" if state == "active" else "-"
-            to = m.get("owed") or m.get("recipients")
-            to = ",".join(a for a in to if isinstance(a, str)) if isinstance(to, list) else ""
-            error = _text(m.get("failed_reason")) or _text(m.get("last_error")) or "-"
-            attempts = m.get("attempts")
-            rows.append((m["id"], state, kind, to or "-",
-                         str(attempts) if isinstance(attempts, int) else "?", nxt,
-                         " ".join(error.split())))
+            rows.append((m.id, state, m.kind, m.to, m.attempts, nxt, m.error))
     if not rows:
         purged = len(os.listdir(spool.root / "purged")) if not args.purged else 0
         aside = f" ({purged} purged: `queue list --purged` shows them)" if purged else ""
