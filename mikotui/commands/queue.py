@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import math
 import os
@@ -61,6 +62,12 @@ def _spool(args: argparse.Namespace):
 def _when(epoch: float, now: float) -> str:
     if epoch <= now:
         return "now"
+    return _local_time(int(epoch))
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_time(epoch: int) -> str:
+    # Retries after an outage bunch up within seconds: one strftime per second.
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
