@@ -88,8 +88,9 @@ class OutboxScreen(BaseScreen):
     def on_mount(self) -> None:
         super().on_mount()
         t = self.t
-        self.query_one("#spool", DataTable).add_columns(
-            *(t(f"outbox.col.{c}") for c in ("state", "kind", "to", "attempts", "next", "error")))
+        self._heads = [t(f"outbox.col.{c}")
+                       for c in ("state", "kind", "to", "attempts", "next", "error")]
+        self.query_one("#spool", DataTable).add_columns(*self._heads)
         if self.miko.sandbox_mode:
             self.query_one("#captured", DataTable).add_columns(
                 *(t(f"outbox.col.{c}") for c in ("time", "to", "subject", "size")))
@@ -115,23 +116,38 @@ class OutboxScreen(BaseScreen):
             self._fill_captured()
         self._focus_a_shown_table()
 
-    @work(thread=True, exclusive=True, group="spool", exit_on_error=False)
+    _reading = False  # a read of the spool is under way
+    _again = False  # the spool changed (or was asked for) while it was read
+
     def _read_spool(self) -> None:
         """The spool is read off the UI thread: with thousands of entries
         waiting out an outage, reading every meta.json takes seconds, and
-        the screen must not freeze meanwhile (nor every 3 s)."""
-        from textual.worker import get_current_worker
+        the screen must not freeze meanwhile (nor every 3 s). One read at a
+        time: a slow one is not replaced by the next tick's, or nothing
+        would ever be shown."""
+        if self._reading:
+            self._again = True
+            return
+        self._reading, self._again = True, False
+        self._read_spool_in_thread()
 
+    @work(thread=True, group="spool", exit_on_error=False)
+    def _read_spool_in_thread(self) -> None:
+        # Rows are made here too: for thousands of entries that is work as well.
+        found: list[tuple[str, tuple]] | OSError | SpoolError = SpoolError("not read")
         try:
-            found: list[Entry] | Exception = self._entries()
+            found = self._spool_rows(self._entries())
         except (SpoolError, OSError) as exc:
             found = exc
-        if not get_current_worker().is_cancelled:
+        finally:  # whatever happened, the next read is not held up
             self.app.call_from_thread(self._show_spool, found)
 
-    def _show_spool(self, found: list[Entry] | Exception) -> None:
+    def _show_spool(self, found: list[tuple[str, tuple]] | OSError | SpoolError) -> None:
+        self._reading = False
         self._fill_spool(found)
         self._focus_a_shown_table()
+        if self._again:  # what it read may predate an action: look once more
+            self._read_spool()
 
     def _focus_a_shown_table(self) -> None:
         """Keys go to a table that is there: an emptied spool table hides,
@@ -150,11 +166,11 @@ class OutboxScreen(BaseScreen):
         spool = self.spool
         return [e for state in ("active", "queue", "failed") for e in spool.entries(state)]
 
-    def _fill_spool(self, entries: list[Entry] | Exception) -> None:
+    def _fill_spool(self, rows: list[tuple[str, tuple]] | OSError | SpoolError) -> None:
         table = self.query_one("#spool", DataTable)
         empty = self.query_one("#spool-empty", Static)
-        if isinstance(entries, Exception):
-            exc = entries
+        if isinstance(rows, Exception):
+            exc = rows
             # Another user's 0700 spool, or a path that is a file: say so in
             # place of the table, and keep the rest of the app working.
             self._replace_rows(table, [])
@@ -164,6 +180,12 @@ class OutboxScreen(BaseScreen):
             empty.display = True
             return
         empty.update(self.t("outbox.empty"))
+        self._replace_rows(table, rows)
+        table.display = bool(rows)
+        empty.display = not rows
+
+    def _spool_rows(self, entries: list[Entry]) -> list[tuple[str, tuple]]:
+        """The table's rows for `entries` (in the reading thread: it only reads)."""
         now = self.miko.clock().timestamp()
         texts = []
         for e in entries:
@@ -174,16 +196,14 @@ class OutboxScreen(BaseScreen):
             texts.append((e, [self.t(f"outbox.{state}"), self.kind_name(m.kind),
                               _short(", ".join(m.owed or m.recipients) or "-", MAX_TO),
                               str(m.attempts), nxt, error_cell(error, m.recipients)]))
-        heads = [str(c.label) for c in table.columns.values()]
+        heads = self._heads
         others = sum(max(len(x) for x in [heads[i], *(cols[i] for _, cols in texts)]) + PADDING
                      for i in range(len(heads) - 1))
         width = max(MIN_ERROR, self.app.size.width - FRAME - others - PADDING)
         rows = [(e.id, (cell(cols[0], "red" if e.state == "failed" else ""),
                         *(cell(x) for x in cols[1:5]), cell(_short(cols[5], width))))
                 for e, cols in texts]
-        self._replace_rows(table, rows)
-        table.display = bool(rows)
-        empty.display = not rows
+        return rows
 
     def _fill_captured(self) -> None:
         table = self.query_one("#captured", DataTable)
@@ -207,9 +227,10 @@ class OutboxScreen(BaseScreen):
                 current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
             except CellDoesNotExist:
                 current = None
-        old = [k.value for k in table.rows]
-        if old == keys and all([str(c) for c in table.get_row(k)] == [str(c) for c in cells] for k, cells in rows):
+        shown = [(k, tuple(map(str, cells))) for k, cells in rows]
+        if getattr(table, "rows_shown", None) == shown:  # as it is: keep the cursor and scroll
             return
+        table.rows_shown = shown  # type: ignore[attr-defined]
         table.clear()
         for key, cells in rows:
             table.add_row(*cells, key=key)
