@@ -87,19 +87,19 @@ def _from_base64(text: str) -> str:
     """The caller's name from the dialplan's BASE64_ENCODE(): UTF-8 as the
     channel has it, else Windows-1251. Broken base64 costs the name, never
     the notification."""
-    import binascii
-
-    from mikotui.asterisk import decode_text
-
     if not text.strip():
         return ""
+    import binascii
+
+    from mikotui import charsets  # not asterisk's: that loads the email package
+
     try:
         raw = binascii.a2b_base64(text.strip().encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         print(f"mikotui: --caller-name-base64 {text[:40]!r} is not base64; sent without "
               "the name", file=sys.stderr)
         return ""
-    return decode_text(raw, None)
+    return charsets.decode(raw, None)
 
 
 def _seconds(text: str) -> str:
