@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 from notify_support import settings_for, write
@@ -19,7 +20,9 @@ def queued(spool: Spool, kind: str = "missed", **fields: object) -> str:
 
 
 def rows(out: str) -> list[str]:
-    return [line.split()[0] for line in out.splitlines()[1:-1]]
+    """The ids listed: the lines between the heading and the summary."""
+    return [line.split()[0] for line in out.splitlines()[1:]
+            if not re.match(r"\d+ (entries|damaged)", line)]
 
 
 def test_pages_and_a_summary_line(cli, tmp_path):
@@ -77,3 +80,4 @@ def test_a_hostile_meta_json_is_one_plain_row(cli, tmp_path):
     assert "damaged: meta.json" in text.splitlines()[3]
     assert "not a regular file" in text.splitlines()[4]
     assert out.stderr_text.count("damaged spool entry") == 3
+    assert "3 damaged (said above)" in text.splitlines()[-1]

@@ -114,12 +114,23 @@ def _read_listing(spool: Spool, state: str) -> list[_Row]:
         return []
     rows = []
     loads = json.loads
+    from mikotui.spool import _ID, _TOKEN
+
     for name in names:
-        entry_id = name.partition("@")[0]
+        entry_id, at, token = name.partition("@")
+        if not _ID.fullmatch(entry_id) or (at and not _TOKEN.fullmatch(token)):
+            rows.append(_damaged(spool, folder + name, entry_id,
+                                 f"not an entry name in {state}/"))
+            continue
         try:
             raw = loads(_read_regular(f"{folder}{name}/meta.json"))
         except (FileNotFoundError, NotADirectoryError):
-            continue  # claimed or settled while we looked
+            if os.path.isdir(folder + name):  # still there: not claimed meanwhile
+                rows.append(_damaged(spool, folder + name, entry_id, "no meta.json"))
+            elif os.path.lexists(folder + name):
+                rows.append(_damaged(spool, folder + name, entry_id,
+                                     f"not a folder in {state}/"))
+            continue  # else claimed or settled while we looked
         except (OSError, ValueError, RecursionError) as exc:
             rows.append(_damaged(spool, folder + name, entry_id, f"meta.json: {exc}"))
             continue
@@ -201,6 +212,9 @@ def run_list(args: argparse.Namespace) -> int:
                 f"{r[4]:<{w[4]}}  {r[5]:<{w[5]}}  {r[6]}")
         lines.append(line if line.isprintable() else _UNPRINTABLE.sub(" ", line))
     lines.append(_summary(rows, shown, args.offset, by_state, by_kind, oldest))
+    if spool.damaged:  # each said on stderr too
+        lines.append(f"{len(spool.damaged)} damaged (said above): `mikotui deliver` puts "
+                     "those in queue/ or active/ into failed/ with the reason")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
