@@ -1,13 +1,15 @@
-"""Enqueue cost: median wall time of `mikotui notify missed --queue-only`
-against `python3 -c pass` (the floor of any Python program).
+"""Enqueue cost: `mikotui notify missed --queue-only` against the stdlib floor
+(bench/enqueue_floor.py: the same durable work, argparse + tomllib +
+hand-built MIME + the same four fsyncs) and `python -c pass`, in one run.
 
-    .venv/bin/python bench/bench_enqueue.py [--runs 40]
+    python3 -m venv /tmp/v && /tmp/v/bin/pip install .     # installed, not editable
+    /tmp/v/bin/python bench/bench_enqueue.py [--runs 40]
 
-The target (issue 4): within 4x of `python3 -c pass`. Runs are interleaved
-so load from elsewhere hits both sides alike. Floors: `python3` as found on
-PATH (here possibly a pyenv shim, a shell script), the interpreter itself,
-and the project's venv interpreter. mikotui runs with its bytecode cached, as
-an installed package has it (PYTHONDONTWRITEBYTECODE is lifted for it).
+Measure on a normal `pip install .` venv, as README installs it: an editable
+install's import hook makes even `python -c pass` twice as slow, so this
+refuses one. Target (issue 10): within 1.3x of the floor. Runs are
+interleaved so load from elsewhere hits all sides alike; bytecode is cached
+as an installed package has it (PYTHONDONTWRITEBYTECODE is lifted).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import mikotui
 from mikotui import config
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+FLOOR = Path(__file__).with_name("enqueue_floor.py")
 
 
 def wall(cmd: list[str]) -> float:
@@ -41,35 +45,41 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=40)
     args = ap.parse_args()
-    mikotui = shutil.which("mikotui", path=str(Path(sys.executable).parent)) or "mikotui"
-    python3 = shutil.which("python3") or sys.executable
-    with tempfile.TemporaryDirectory() as d:
+    if "site-packages" not in mikotui.__file__:
+        sys.exit(f"mikotui is imported from {mikotui.__file__}: an editable install. "
+                 "Run this with the python of a `pip install .` venv.")
+    mikotui_exe = shutil.which("mikotui", path=str(Path(sys.executable).parent)) or "mikotui"
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
         s = config.defaults("en")
         s = replace(s, spool=replace(s.spool, path=str(Path(d) / "spool")),
                     employees=(config.Employee("201", "Smith James", "smith@pbx.test"),))
         conf = str(config.save(s, Path(d) / "mikotui.toml"))
-        enqueue = [mikotui, "--config", conf, "notify", "missed", "--caller", "79261234567",
-                   "--caller-name", "Ivan Petrov", "--called", "201", "--duration", "12",
-                   "--queue-only"]
-        base = getattr(sys, "_base_executable", sys.executable)
-        floors: dict[str, list[float]] = {python3: [], base: [], sys.executable: []}
-        times: list[float] = []
+        event = ["--config", conf, "--caller", "79261234567", "--called", "201",
+                 "--queue-only"]
+        sides = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "stdlib floor (bench/enqueue_floor.py)": [sys.executable, str(FLOOR), *event],
+            "mikotui notify missed --queue-only": [
+                mikotui_exe, "--config", conf, "notify", "missed", "--caller", "79261234567",
+                "--caller-name", "Ivan Petrov", "--called", "201", "--duration", "12",
+                "--queue-only"],
+        }
+        subprocess.run([mikotui_exe, "--config", conf, "queue", "list"], check=True,
+                       stdout=subprocess.DEVNULL, env=ENV)  # makes the spool's folders
+        times: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(3):  # warm the page cache
-            wall([python3, "-c", "pass"])
-            wall(enqueue)
+            for cmd in sides.values():
+                wall(cmd)
         for _ in range(args.runs):
-            for exe, samples in floors.items():
-                samples.append(wall([exe, "-c", "pass"]))
-            times.append(wall(enqueue))
-        queued = len(list((Path(d) / "spool" / "queue").iterdir()))
-    med = statistics.median(times)
-    print(f"runs: {args.runs} each (queued {queued} entries, each fsynced)")
-    print(f"mikotui notify missed --queue-only: median {med * 1000:6.1f} ms "
-          f"(p90 {sorted(times)[int(len(times) * 0.9)] * 1000:.1f} ms)")
-    for exe, samples in floors.items():
-        floor = statistics.median(samples)
-        print(f"{exe} -c pass: median {floor * 1000:6.1f} ms -> ratio {med / floor:.2f}x "
-              "(target <= 4x)")
+            for name, cmd in sides.items():
+                times[name].append(wall(cmd))
+        queued = len(os.listdir(Path(d) / "spool" / "queue"))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    floor = med["stdlib floor (bench/enqueue_floor.py)"]
+    print(f"{args.runs} interleaved runs each ({queued} entries queued, each fsynced), "
+          f"{sys.executable}:")
+    for name, m in med.items():
+        print(f"  {name:40} median {m * 1000:6.1f} ms  = {m / floor:.2f}x the floor")
 
 
 if __name__ == "__main__":
