@@ -23,7 +23,9 @@ base = config.defaults()
 # Two versions, large enough that a write takes more than one syscall's luck.
 versions = [replace(base, missed_call=replace(base.missed_call, body=ch * 200_000))
             for ch in "AB"]
-config.dumps(base)  # loads the TOML writer, so the kills land in saves, not imports
+# One whole save first: the TOML writer is loaded and the file holds a version,
+# so every kill lands in a save loop already going, however slow the machine.
+config.save(versions[1], path)
 print("ready", flush=True)
 i = 0
 while True:
@@ -37,7 +39,6 @@ def test_killed_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
     config.save(config.defaults(), path)
     allowed = {"A" * 200_000, "B" * 200_000, config.defaults().missed_call.body}
     rng = random.Random(7)
-    seen = set()
     for _ in range(30):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)],
                                 stdout=subprocess.PIPE)
@@ -47,12 +48,9 @@ def test_killed_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
         proc.wait()
         body = config.load(path).missed_call.body
         assert body in allowed
-        seen.add(body[:1])
         backup = path.with_name(path.name + ".bak")
         if backup.exists():
             assert config.load(backup).missed_call.body in allowed
-    # The kills landed while saves were going on, not only before the first one.
-    assert seen & {"A", "B"}
 
 
 # Dies by SIGKILL at the save's first rename: its temporary file (holding
