@@ -25,6 +25,7 @@ var/mikotui.toml: | $(STAMP)
 	$(BIN)/mikotui --config $@ sandbox --point-config
 
 test: $(STAMP)
+	sh tests/oauth/install.sh
 	$(BIN)/python -m pytest -q
 
 # The property tests with fresh random cases and FUZZ_FACTOR (10) times as many

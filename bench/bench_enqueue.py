@@ -64,6 +64,13 @@ def main() -> None:
                 "--caller-name", "Ivan Petrov", "--called", "201", "--duration", "12",
                 "--queue-only"],
         }
+        # The same with OAuth2 sign-in: queueing must cost nothing more for it.
+        oauth = replace(s, smtp=replace(s.smtp, auth="oauth2", username="pbx@company.com",
+                                        oauth2=config.OAuth2(client_id="x")))
+        oauth_conf = str(config.save(oauth, Path(d) / "oauth2.toml"))
+        sides['... the same with auth = "oauth2"'] = [
+            *sides["mikotui notify missed --queue-only"][:2], oauth_conf,
+            *sides["mikotui notify missed --queue-only"][3:]]
         subprocess.run([mikotui_exe, "--config", conf, "queue", "list"], check=True,
                        stdout=subprocess.DEVNULL, env=ENV)  # makes the spool's folders
         times: dict[str, list[float]] = {name: [] for name in sides}

@@ -18,6 +18,7 @@ COMMANDS = {
     "notify": "notify",
     "preview": "preview",
     "test-email": "test_email",
+    "oauth2": "oauth2",
     "deliver": "deliver",
     "queue": "queue",
     "config": "config_cmd",

@@ -23,6 +23,8 @@ from typing import Any
 from mikotui import durable
 
 ENCRYPTIONS = ("none", "starttls", "ssl")
+AUTHS = ("password", "oauth2")
+OAUTH2_PROVIDERS = ("microsoft", "google", "yandex", "custom")
 LANGUAGES = ("en", "ru")
 DEFAULT_SENDER_NAME = "MikoPBX notification"
 DEFAULT_CONFIG = Path("config") / "mikotui.toml"
@@ -97,6 +99,24 @@ class EndpointError(ValueError):
 # --- the sections ----------------------------------------------------------------
 
 @dataclass(frozen=True)
+class OAuth2:
+    """[smtp.oauth2]: who signs the mailbox in. The presets know the URLs and
+    scope (mikotui/oauth2.py); a non-empty URL or scope here overrides them.
+    The tokens themselves never live in this file (see `token_file`)."""
+
+    provider: str = "microsoft"
+    client_id: str = ""
+    client_secret: str = ""  # empty for a public client
+    tenant: str = "common"  # microsoft only
+    authorization_url: str = ""
+    token_url: str = ""
+    device_authorization_url: str = ""
+    revocation_url: str = ""
+    scope: str = ""
+    token_file: str = ""  # empty -> oauth2-token.json beside the spool folder
+
+
+@dataclass(frozen=True)
 class Smtp:
     host: str = "smtp.gmail.com"
     port: int = 587
@@ -108,6 +128,8 @@ class Smtp:
     sender_name: str = ""
     timeout: float = 30
     allow_insecure_auth: bool = False
+    auth: str = "password"  # "password" | "oauth2" (XOAUTH2 as `username`)
+    oauth2: OAuth2 = field(default_factory=OAuth2)
 
     def endpoint(self) -> Endpoint:
         """Where and how we actually connect: `ssl://`/`tls://` and `:port` in
@@ -213,6 +235,17 @@ class Settings:
         if not p.is_absolute():
             base = self.path.parent if self.path else Path.cwd()
             p = base / p
+        return Path(os.path.abspath(p))
+
+    def token_path(self) -> Path:
+        """The OAuth2 token file: `smtp.oauth2.token_file` (relative to the
+        config's folder), else beside the spool folder."""
+        name = self.smtp.oauth2.token_file
+        if not name:
+            return self.spool_dir().parent / "oauth2-token.json"
+        p = Path(name).expanduser()
+        if not p.is_absolute():
+            p = (self.path.parent if self.path else Path.cwd()) / p
         return Path(os.path.abspath(p))
 
     def employee(self, extension: str) -> Employee | None:
@@ -430,6 +463,13 @@ def _section(section: Any, name: str, value: Mapping[str, Any],
         if k not in kinds:
             unknown.setdefault(name, {})[k] = v
             continue
+        nested = getattr(section, k)
+        if dataclasses.is_dataclass(nested):  # a sub-table such as [smtp.oauth2]
+            if isinstance(v, dict):
+                changes[k] = _section(nested, key, v, unknown, fail)
+            else:
+                fail(key, "not_table", name=f"[{key}]")
+            continue
         if isinstance(v, list) and _takes_addresses(key):
             v = _address_array(key, v, fail)
             if v is _WRONG:
@@ -484,7 +524,7 @@ def _coerce(key: str, kind: Any, v: Any, fail: Callable[..., None]) -> Any:
 
 def _shown(key: str, value: Any) -> str:
     """A wrong value as an error may show it: never the password itself."""
-    if key == "smtp.password":
+    if key in ("smtp.password", "smtp.oauth2.client_secret"):
         return f"a {type(value).__name__} (quote it)"
     return repr(value)
 
@@ -564,10 +604,16 @@ def validate(settings: Settings) -> list[Problem]:
         add("smtp.encryption", "one_of", choices=", ".join(ENCRYPTIONS), value=repr(s.encryption))
     if not s.timeout > 0:
         add("smtp.timeout", "timeout_positive", value=s.timeout)
+    if s.auth not in AUTHS:
+        add("smtp.auth", "one_of", choices=", ".join(AUTHS), value=repr(s.auth))
+    elif s.auth == "oauth2":
+        _validate_oauth2(s, add)
     if s.password and not s.username:
         add("smtp.password", "password_unused", "warning")
     if s.password and _readable_by_others(settings.path):
         add("smtp.password", "password_exposed", "warning", path=settings.path)
+    if s.oauth2.client_secret and _readable_by_others(settings.path):
+        add("smtp.oauth2.client_secret", "secret_exposed", "warning", path=settings.path)
     if s.encryption == "none" and s.username and not s.allow_insecure_auth:
         add("smtp.encryption", "insecure_login", "warning")
     if s.sender_address and not is_email(s.sender_address):
@@ -622,8 +668,9 @@ def validate(settings: Settings) -> list[Problem]:
     # A misspelt name is an error: its value is silently not used (a card under
     # [[employee]] routes nobody). The file keeps it as written on save.
     for section, value in settings.unknown.items():
-        if section in SECTIONS or section.startswith("employees["):
-            known = [f.name for f in fields(SECTIONS.get(section, Employee))]
+        if section.split(".")[0] in SECTIONS or section.startswith("employees["):
+            kind = OAuth2 if section == "smtp.oauth2" else SECTIONS.get(section, Employee)
+            known = [f.name for f in fields(kind)]
             for k in value:
                 guess = _guess(k, known)
                 add(f"{section}.{k}", "unknown_key_guess" if guess else "unknown_key", guess=guess)
@@ -682,6 +729,42 @@ def _guess(name: str, known: list[str]) -> str | None:
 
     match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return match[0] if match else None
+
+
+def _validate_oauth2(s: Smtp, add: Callable[..., None]) -> None:
+    o = s.oauth2
+    if not s.username:
+        add("smtp.username", "oauth2_mailbox")
+    if o.provider not in OAUTH2_PROVIDERS:
+        add("smtp.oauth2.provider", "one_of", choices=", ".join(OAUTH2_PROVIDERS),
+            value=repr(o.provider))
+    elif o.provider == "custom" and not o.token_url:
+        add("smtp.oauth2.token_url", "oauth2_token_url")
+    if not o.client_id:
+        add("smtp.oauth2.client_id", "oauth2_client_id", "warning")
+    for name in ("authorization_url", "token_url", "device_authorization_url",
+                 "revocation_url"):
+        url = getattr(o, name)
+        if url and not _safe_url(url):
+            add(f"smtp.oauth2.{name}", "oauth2_url", value=repr(url))
+    for name in ("scope", "tenant"):
+        if _has_control(getattr(o, name)):
+            add(f"smtp.oauth2.{name}", "one_line")
+
+
+def _safe_url(url: str) -> bool:
+    """Tokens travel only over TLS, or to this machine itself (a test server)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if _has_control(url) or not parts.hostname:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def errors(problems: list[Problem]) -> list[Problem]:
@@ -781,9 +864,13 @@ def to_dict(settings: Settings) -> dict[str, Any]:
         extra = settings.unknown.get(name)
         if isinstance(extra, dict):
             section.update(extra)
+        for sub, value in section.items():
+            extra = settings.unknown.get(f"{name}.{sub}")
+            if isinstance(value, dict) and isinstance(extra, dict):
+                value.update(extra)
         out[name] = section
     for name, value in settings.unknown.items():
-        if name not in SECTIONS and name != "employees":
+        if name.split(".")[0] not in SECTIONS and name != "employees":
             out[name] = value
     out["employees"] = [_lean_card(dataclasses.asdict(e)) for e in settings.employees]
     for i, e in enumerate(out["employees"]):
@@ -881,7 +968,7 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> Path:
     text = dumps(settings, previous).encode("utf-8")
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
-    secret = bool(settings.smtp.password)
+    secret = bool(settings.smtp.password or settings.smtp.oauth2.client_secret)
     mode = 0o600 if secret else 0o644
     _remove_dead_saves(path)
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"

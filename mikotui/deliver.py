@@ -107,7 +107,8 @@ class Courier:
         """Entries one after another over one connection."""
         if not pending:
             return
-        conn = smtp.Connection(self.settings.smtp, record=False)
+        conn = smtp.Connection(self.settings.smtp, record=False,
+                               token_file=self._token_file())
         try:
             await self._dial(conn)
         except smtp.SmtpFailure as exc:
@@ -115,7 +116,14 @@ class Courier:
                 self._defer(entry, report, exc.kind, exc.code, _describe(exc))
             if exc.permanent:  # the settings, not the server's mood: say so
                 report.setup_problem = f"{exc.kind}: {_describe(exc)}"
+            if exc.kind == "token_refused":
+                report.setup_problem = f"{exc.kind}: {_describe(exc)}; {exc.hint()}"
+                alert = notify.token_refused(self.settings, self.spool, _describe(exc))
+                if alert is not None:
+                    report.alerts.append(alert.id)
             return
+        if self.settings.smtp.auth == "oauth2":
+            notify.token_works(self.spool)
         self.open_lanes += 1
         try:
             while pending:
@@ -130,6 +138,9 @@ class Courier:
         for entry in pending:  # stopped, or the connection broke
             self.spool.release(entry)
             report.released += 1
+
+    def _token_file(self) -> Path | None:
+        return self.settings.token_path() if self.settings.smtp.auth == "oauth2" else None
 
     async def _dial(self, conn: smtp.Connection) -> None:
         """Open `conn`, or raise the run's outage without dialling (see
@@ -227,7 +238,9 @@ class Courier:
     def _defer(self, entry: Entry, report: Report, kind: str, code: int | None,
                error: str) -> None:
         self.tried.add(entry.id)
-        settled = self.spool.defer(entry, error=error, code=code)
+        # An entry never fails for a refused sign-in: it waits for the admin.
+        settled = self.spool.defer(entry, error=error, code=code,
+                                   keep=kind == "token_refused")
         if settled.state == "failed":
             report.failed += 1
             self._log(settled, result="failed", status=code, error=kind,

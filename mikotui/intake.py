@@ -314,7 +314,8 @@ def _send_without_spool(settings: Settings, prepared: Prepared, why: str) -> tup
     msg = email.message_from_bytes(prepared.data)
     to = ",".join(prepared.recipients)
     try:
-        result = asyncio.run(smtp.send_message(settings.smtp, msg, list(prepared.recipients)))
+        result = asyncio.run(smtp.send_message(settings.smtp, msg, list(prepared.recipients),
+                                               token_file=settings.token_path()))
     except smtp.SmtpFailure as exc:
         return False, f"the server did not take it either: {exc}"
     if result.refused:

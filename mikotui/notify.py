@@ -274,3 +274,38 @@ def alert_failed(settings: Settings, spool: Spool, failed: Sequence[Entry]) -> E
     for e in told:
         spool.mark_alerted(e, entry.meta.created)
     return entry
+
+
+TOKEN_REFUSED_MARK = "oauth2-refused"  # in the spool: the admin was told; gone once it works
+
+
+def token_refused(settings: Settings, spool: Spool, reason: str) -> Entry | None:
+    """The OAuth2 sign-in was refused: tell the administrator once (a log line
+    and one queued alert, sent once the sign-in works again) until a send
+    succeeds. Returns the alert queued, or None when already told."""
+    import os
+
+    try:
+        fd = os.open(spool.root / TOKEN_REFUSED_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                     | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return None
+    os.close(fd)
+    log.record(spool, event="oauth2", result="refused", error=reason,
+               hint="authorize again: mikotui oauth2 login")
+    lang = settings.ui.language
+    rendered = message.render_system(
+        i18n.text(lang, "oauth2.subject"),
+        i18n.text(lang, "oauth2.body", mailbox=settings.smtp.username or "-", reason=reason))
+    prepared = _prepare(ALERT, rendered, routing.system(settings), settings)
+    if not prepared.recipients:
+        return None
+    entry = spool.enqueue(prepared.meta(), prepared.data)
+    log.record(spool, id=entry.id, kind=ALERT, event="queued", about="oauth2",
+               recipients=",".join(prepared.recipients))
+    return entry
+
+
+def token_works(spool: Spool) -> None:
+    """A send signed in with OAuth2: a later refusal is news again."""
+    (spool.root / TOKEN_REFUSED_MARK).unlink(missing_ok=True)

@@ -48,6 +48,7 @@ PERMANENT_KINDS = frozenset({
     "insecure_auth_refused", "auth_failed", "auth_unavailable", "auth_required",
     "too_big", "permanent",
 })
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 # Providers whose 535 means "use an app password" (their own help pages say so).
 APP_PASSWORD_HOSTS = ("gmail.com", "googlemail.com", "google.com", "yandex.ru", "yandex.com",
                       "ya.ru", "mail.ru")
@@ -163,6 +164,34 @@ def secret_forms(username: str, password: str) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
+def _token_forms(username: str, token: str) -> tuple[str, ...]:
+    """The token and the base64 forms XOAUTH2 and OAUTHBEARER put on the wire."""
+    u, t = username.encode(), token.encode()
+    forms = {token}
+    for raw in (b"user=" + u + b"\x01auth=Bearer " + t + b"\x01\x01",
+                b"n,a=" + u + b",\x01auth=Bearer " + t + b"\x01\x01"):
+        b64 = base64.b64encode(raw).decode()
+        forms.update((b64, b64.rstrip("=")))
+    return tuple(forms)
+
+
+async def _oauth_auth(client: aiosmtplib.SMTP, mechanism: str, username: str,
+                      token: str) -> None:
+    if mechanism == "XOAUTH2":
+        await client.auth_xoauth2(username, token)
+        return
+    # OAUTHBEARER: a GS2 header naming the user, then the bearer token. On a
+    # refusal the server sends a JSON challenge; a lone ^A ends the exchange.
+    user = username.replace("=", "=3D").replace(",", "=2C")
+    raw = f"n,a={user},\x01auth=Bearer {token}\x01\x01".encode()
+    response = await client.execute_command(b"AUTH", b"OAUTHBEARER",
+                                            base64.b64encode(raw))
+    if response.code == 334:
+        response = await client.execute_command(base64.b64encode(b"\x01"))
+    if response.code != 235:
+        raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+
+
 class _Wiretap:
     """Records each SMTP line as it crosses the wire, on an aiosmtplib protocol.
     Credentials after AUTH are masked before they are stored, and a message
@@ -197,7 +226,8 @@ class _Wiretap:
         if line.upper().startswith("AUTH "):
             self._auth = True
             parts = line.split(" ", 2)
-            line = " ".join(parts[:2]) + (" [credentials hidden]" if len(parts) > 2 else "")
+            hidden = "token" if parts[1].upper() in OAUTH_MECHANISMS else "credentials"
+            line = " ".join(parts[:2]) + (f" [{hidden} hidden]" if len(parts) > 2 else "")
         elif self._auth:
             line = "[credentials hidden]"
         self.t.add(arrow, line)
@@ -241,8 +271,9 @@ class Connection:
     QUIT on exit. Each step is bounded by `smtp.timeout`."""
 
     def __init__(self, smtp: config.Smtp, *, on_event: Event | None = None,
-                 record: bool = True) -> None:
+                 record: bool = True, token_file: os.PathLike[str] | None = None) -> None:
         self.smtp = smtp
+        self.token_file = token_file  # OAuth2's (Settings.token_path()); needed then
         self.on_event = on_event
         self._secrets = secret_forms(smtp.username, smtp.password)
         self.transcript: Transcript | None = (
@@ -387,7 +418,9 @@ class Connection:
         await self._timed("connect", self._connect(ep))
         if ep.encryption == "starttls":
             await self._timed("tls", self._starttls(ep))
-        if self.smtp.username:
+        if self.smtp.auth == "oauth2":
+            await self._timed("auth", self._login_oauth2())
+        elif self.smtp.username:
             await self._timed("auth", self._login(ep))
 
     async def _timed(self, phase: str, step: Any) -> None:
@@ -539,6 +572,56 @@ class Connection:
             self.transcript.auth = f"succeeded as {self.smtp.username}"
             self.transcript.note(f"Authenticated as {self.smtp.username}.")
 
+    async def _login_oauth2(self) -> None:
+        """XOAUTH2, or OAUTHBEARER (RFC 7628) where only that is offered. A
+        token the server refuses is refreshed once and tried again: it may
+        have been revoked or cut short before its stated expiry."""
+        client = self._client
+        assert client is not None
+        if client.get_transport_info("sslcontext") is None and not self.smtp.allow_insecure_auth:
+            raise self._failure("insecure_auth_refused",
+                                "the connection is not encrypted; AUTH not sent")
+        offered = {m.upper() for m in client.server_auth_methods}
+        mechanism = next((m for m in OAUTH_MECHANISMS if m.lower() in
+                          {o.lower() for o in offered}), "")
+        if not client.supports_extension("auth") or not mechanism:
+            raise self._failure("auth_unavailable", "the server's EHLO offers neither "
+                                "XOAUTH2 nor OAUTHBEARER")
+        stale = ""
+        for _ in range(2):
+            token = await self._access_token(refused=stale)
+            try:
+                await _oauth_auth(client, mechanism, self.smtp.username, token)
+                break
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                if exc.code >= 500 and not stale:
+                    stale = token
+                    continue
+                if self.transcript:
+                    self.transcript.auth = f"failed: {exc.code} {exc.message}"
+                kind = "token_refused" if exc.code >= 500 else _coded_kind(exc.code, "")
+                raise self._failure(kind, exc.message, exc.code) from None
+        if self.transcript:
+            self.transcript.auth = f"succeeded as {self.smtp.username} ({mechanism})"
+            self.transcript.note(f"Authenticated as {self.smtp.username} with {mechanism}.")
+
+    async def _access_token(self, *, refused: str = "") -> str:
+        from mikotui import oauth2
+
+        if self.token_file is None:
+            raise self._failure("config", "no OAuth2 token file given")
+        try:
+            token = await asyncio.to_thread(oauth2.access_token, self.smtp,
+                                            self.token_file, refused=refused)
+        except oauth2.OAuth2Error as exc:
+            raise self._failure("config" if exc.kind == "config" else exc.kind,
+                                exc.message) from None
+        forms = _token_forms(self.smtp.username, token)
+        self._secrets = tuple(sorted({*self._secrets, *forms}, key=len, reverse=True))
+        if self.transcript is not None:
+            self.transcript.secrets = self._secrets
+        return token
+
     # Helpers ----------------------------------------------------------------
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -609,11 +692,12 @@ class Connection:
 
 async def send_message(smtp: config.Smtp, msg: Message,
                        recipients: Sequence[str] | None = None, *,
-                       on_event: Event | None = None) -> SendResult:
+                       on_event: Event | None = None,
+                       token_file: os.PathLike[str] | None = None) -> SendResult:
     """Connect, send one message, QUIT. The whole send is bounded by
     `smtp.timeout`; the QUIT after an accepted message cannot undo it."""
     started = time.monotonic()
-    conn = Connection(smtp, on_event=on_event)
+    conn = Connection(smtp, on_event=on_event, token_file=token_file)
     try:
         async with asyncio.timeout(smtp.timeout):
             await conn.open()
@@ -642,7 +726,8 @@ async def send_test_email(settings: Settings, lang: str, to: str | None = None, 
     if not recipients:
         raise SmtpFailure("config", "no recipient: give --to or set notifications.admin_email")
     msg = message.compose(message.render_test(settings, lang), recipients, settings)
-    return await send_message(settings.smtp, msg, recipients, on_event=on_event)
+    return await send_message(settings.smtp, msg, recipients, on_event=on_event,
+                              token_file=settings.token_path())
 
 
 # --- small pure helpers -----------------------------------------------------------

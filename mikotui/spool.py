@@ -427,8 +427,11 @@ class Spool:
         return Entry(entry.meta, dest)
 
     def defer(self, entry: Entry, *, error: str, code: int | None = None,
-              owed: tuple[str, ...] | None = None, now: float | None = None) -> Entry:
-        """A temporary failure: try again later, or give up when too old."""
+              owed: tuple[str, ...] | None = None, now: float | None = None,
+              keep: bool = False) -> Entry:
+        """A temporary failure: try again later, or give up when too old —
+        unless `keep`: waiting on the admin (an OAuth2 sign-in to renew) is no
+        reason to lose the mail."""
         now = time.time() if now is None else now
         attempts = entry.meta.attempts + 1
         boot, mono = _boot_clock()
@@ -437,7 +440,7 @@ class Spool:
                        next_attempt=now + retry_delay(attempts),
                        waited=entry.meta.waited + _since_last_try(entry.meta, now, (boot, mono)),
                        tried_at=now, tried_boot=boot, tried_mono=mono)
-        if meta.waited >= self.max_age:
+        if meta.waited >= self.max_age and not keep:
             hours = self.max_age / 3600
             return self.fail(entry, f"undelivered after {hours:g} h: {error}", meta=meta)
         entry = self.update(entry, meta)

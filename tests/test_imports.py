@@ -47,3 +47,27 @@ def test_the_tui_does_load_textual() -> None:
     # The check above could pass vacuously if nothing could import Textual.
     loaded = loaded_after("import textual.app")
     assert "textual" in loaded
+
+
+def test_queueing_with_oauth2_loads_no_oauth2_and_no_http(tmp_path) -> None:
+    # The PBX runs `notify` per event: signing in is the deliverer's business.
+    from dataclasses import replace
+
+    from mikotui import config
+
+    s = config.defaults("en")
+    s = replace(s, smtp=replace(s.smtp, auth="oauth2", username="pbx@company.test",
+                                oauth2=config.OAuth2(provider="microsoft", client_id="x")),
+                missed_call=replace(s.missed_call, email="missed@pbx.test"),
+                spool=replace(s.spool, path=str(tmp_path / "spool")))
+    conf = config.save(s, tmp_path / "mikotui.toml")
+    loaded = loaded_after(
+        "from mikotui import cli\n"
+        f"code = cli.main(['--config', {str(conf)!r}, 'notify', 'missed', '--caller', '5551',"
+        " '--called', '201', '--queue-only'])\n"
+        "assert code == 0, code")
+    assert "mikotui.notify" in loaded  # it did run the enqueue path
+    assert list((tmp_path / "spool" / "queue").iterdir())
+    heavy = {m for m in loaded if m in ("mikotui.oauth2", "urllib.request", "http.client",
+                                        "segno", "asyncio", "aiosmtplib", "ssl")}
+    assert heavy == set()
