@@ -492,6 +492,31 @@ def finish_paste(settings: config.Settings, pa: PasteAuthorization, pasted: str)
     return signed_in(settings, reply)
 
 
+def qr_lines(text: str, columns: int | None = None, rows: int | None = None) -> list[str]:
+    """`text` as a QR code in half-block characters (two modules a line), or
+    [] when it does not fit the terminal (`columns` x `rows`)."""
+    import shutil
+
+    try:
+        import segno
+    except ImportError:
+        return []
+    size = shutil.get_terminal_size((80, 24))
+    columns, rows = columns or size.columns, rows or size.lines
+    qr = segno.make(text, error="l", micro=False)
+    border = 2
+    matrix = [[0] * (len(qr.matrix[0]) + 2 * border) for _ in range(border)]
+    matrix += [[0] * border + [int(bool(v)) for v in row] + [0] * border for row in qr.matrix]
+    matrix += [[0] * len(matrix[0]) for _ in range(border + 1)]
+    if len(matrix[0]) > columns or len(matrix) // 2 + 6 > rows:
+        return []
+    # Dark modules as the terminal's background, light as a full block: reads
+    # on a dark terminal, which an SSH console nearly always is.
+    chars = {(0, 0): "█", (0, 1): "▀", (1, 0): "▄", (1, 1): " "}
+    return ["".join(chars[(top, bottom)] for top, bottom in zip(matrix[y], matrix[y + 1]))
+            for y in range(0, len(matrix) - 1, 2)]
+
+
 def _login_endpoints(settings: config.Settings) -> Endpoints:
     ep = endpoints(settings.smtp.oauth2)
     if not ep.client_id:

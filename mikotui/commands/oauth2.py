@@ -82,7 +82,7 @@ def _device(settings):
     url = da.verification_uri_complete or da.verification_uri
     print(f"On any computer or phone, open:\n\n  {da.verification_uri}\n\n"
           f"and enter the code:  {da.user_code}\n", flush=True)
-    qr = qr_lines(url)
+    qr = oauth2.qr_lines(url)
     if qr:
         print("(or scan this to open it)\n" + "\n".join(qr) + "\n", flush=True)
     minutes = max(1, round((da.expires_at - time.time()) / 60))
@@ -100,7 +100,7 @@ def _paste(settings):
           f"The browser then goes to {pa.redirect_uri}... and shows an error page: that "
           "is expected. Copy the whole address from its address bar and paste it here.\n",
           flush=True)
-    qr = qr_lines(pa.url)
+    qr = oauth2.qr_lines(pa.url)
     if qr:
         print("(or scan this to open it)\n" + "\n".join(qr) + "\n", flush=True)
     print("Address: ", end="", flush=True)
@@ -108,31 +108,6 @@ def _paste(settings):
     if not line.strip():
         raise oauth2.OAuth2Error("cancelled", "nothing was pasted")
     return oauth2.finish_paste(settings, pa, line)
-
-
-def qr_lines(text: str, columns: int | None = None, rows: int | None = None) -> list[str]:
-    """`text` as a QR code in half-block characters (two modules a line), or
-    [] when it does not fit the terminal (`columns` x `rows`)."""
-    import shutil
-
-    try:
-        import segno
-    except ImportError:
-        return []
-    size = shutil.get_terminal_size((80, 24))
-    columns, rows = columns or size.columns, rows or size.lines
-    qr = segno.make(text, error="l", micro=False)
-    border = 2
-    matrix = [[0] * (len(qr.matrix[0]) + 2 * border) for _ in range(border)]
-    matrix += [[0] * border + [int(bool(v)) for v in row] + [0] * border for row in qr.matrix]
-    matrix += [[0] * len(matrix[0]) for _ in range(border + 1)]
-    if len(matrix[0]) > columns or len(matrix) // 2 + 6 > rows:
-        return []
-    # Dark modules as the terminal's background, light as a full block: reads
-    # on a dark terminal, which an SSH console nearly always is.
-    chars = {(0, 0): "█", (0, 1): "▀", (1, 0): "▄", (1, 1): " "}
-    return ["".join(chars[(top, bottom)] for top, bottom in zip(matrix[y], matrix[y + 1]))
-            for y in range(0, len(matrix) - 1, 2)]
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -23,13 +23,14 @@ from textual.widgets import (
     Static,
 )
 
-from mikotui.config import ENCRYPTIONS, Problem, Settings
+from mikotui.config import AUTHS, ENCRYPTIONS, OAUTH2_PROVIDERS, Problem, Settings
 from mikotui.screens.base import BaseScreen
 from mikotui.widgets.email_preview import EmailPreview
 from mikotui.widgets.form import Field, key_of, value_of, widget_id, with_value
 
 # The three providers most PBX admins use: host, port, encryption.
 PRESETS: dict[str, tuple[str, int, str]] = {
+    "microsoft": ("smtp.office365.com", 587, "starttls"),
     "gmail": ("smtp.gmail.com", 587, "starttls"),
     "yandex": ("smtp.yandex.ru", 465, "ssl"),
     "mailru": ("smtp.mail.ru", 465, "ssl"),
@@ -42,6 +43,10 @@ TEXT_KEYS = ("smtp.host", "smtp.port", "smtp.username", "smtp.password",
 KIND_KEYS = ("notifications.missed_call", "notifications.voicemail", "notifications.system",
              "notifications.login")
 BOOL_KEYS = ("smtp.verify_certificate", "notifications.enabled", *KIND_KEYS)
+# The OAuth2 rows (ids without "--": [smtp.oauth2] is a table inside [smtp]).
+OAUTH2_TEXT = ("client_id", "client_secret")
+# The SMTP preset that goes with each OAuth2 provider.
+PROVIDER_PRESET = {"microsoft": "microsoft", "google": "gmail", "yandex": "yandex"}
 
 
 def preset_of(host: str) -> str:
@@ -101,6 +106,11 @@ class SmtpScreen(BaseScreen):
                     id="smtp--verify_certificate", compact=True))
                 yield Field("smtp.username", t("label.smtp.username"),
                             Input(s.smtp.username, id="smtp--username", compact=True, select_on_focus=False))
+                yield Field("smtp.auth", t("label.smtp.auth"), RadioSet(
+                    *(RadioButton(t(f"auth.{a}"), value=a == s.smtp.auth, id=f"auth-{a}",
+                                  compact=True) for a in AUTHS),
+                    id="smtp--auth", compact=True))
+                yield from self.compose_oauth2()
                 yield Field("smtp.password", t("label.smtp.password"),
                             Input(s.smtp.password, id="smtp--password", password=True,
                                   compact=True, select_on_focus=False),
@@ -132,12 +142,88 @@ class SmtpScreen(BaseScreen):
                 yield Label(t("label.test_preview"), classes="area-label")
                 yield EmailPreview("test", id="preview")
 
+    def compose_oauth2(self) -> ComposeResult:
+        o = self.miko.settings.smtp.oauth2
+        t = self.t
+        yield Field("smtp.oauth2.provider", t("label.smtp.oauth2.provider"), Select(
+            [(t(f"provider.{p}"), p) for p in OAUTH2_PROVIDERS],
+            value=o.provider if o.provider in OAUTH2_PROVIDERS else "custom",
+            allow_blank=False, compact=True, id="oauth2-provider"))
+        yield Field("smtp.oauth2.client_id", t("label.smtp.oauth2.client_id"),
+                    Input(o.client_id, id="oauth2-client_id", compact=True,
+                          select_on_focus=False))
+        yield Field("smtp.oauth2.client_secret", t("label.smtp.oauth2.client_secret"),
+                    Input(o.client_secret, id="oauth2-client_secret", password=True,
+                          compact=True, select_on_focus=False))
+        yield Field("oauth2.signin", "", Button(t("oauth2.signin"), id="oauth2-signin",
+                                                compact=True),
+                    Static("", id="oauth2-status"))
+
     def on_mount(self) -> None:
         super().on_mount()
         # The radio cursor starts on the chosen mode, not on the first one.
-        radio = self.query_one("#smtp--encryption", RadioSet)
-        radio._selected = radio.pressed_index if radio.pressed_index >= 0 else None
+        for radio in self.query(RadioSet):
+            radio._selected = radio.pressed_index if radio.pressed_index >= 0 else None
+        self.signed_in = self.sign_in_state()
         self.refresh_state()
+
+    # --- OAuth2 -----------------------------------------------------------------
+
+    def sign_in_state(self) -> str:
+        from mikotui import oauth2
+
+        s = self.miko.settings
+        if s.smtp.auth != "oauth2":
+            return ""
+        try:
+            tokens = oauth2.status(s)
+        except (oauth2.OAuth2Error, OSError):
+            tokens = None
+        if tokens is None:
+            return self.t("oauth2.not_signed_in")
+        if tokens.refused:
+            return self.t("oauth2.refused")
+        return self.t("oauth2.signed_in", user=tokens.username or s.smtp.username)
+
+    def with_oauth2(self, **changes: object) -> None:
+        s = self.miko.settings
+        self.miko.edit(replace(s, smtp=replace(s.smtp, oauth2=replace(s.smtp.oauth2,
+                                                                      **changes))))
+
+    @on(RadioSet.Changed, "#smtp--auth")
+    def auth_changed(self, event: RadioSet.Changed) -> None:
+        if event.pressed.id:
+            self.miko.edit(with_value(self.miko.settings, "smtp.auth",
+                                      event.pressed.id.removeprefix("auth-")))
+            self.signed_in = self.sign_in_state()
+            self.refresh_state()
+
+    @on(Input.Changed, "#oauth2-client_id, #oauth2-client_secret")
+    def oauth2_text_changed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("oauth2-")
+        if name in OAUTH2_TEXT:
+            self.with_oauth2(**{name: event.value})
+
+    @on(Select.Changed, "#oauth2-provider")
+    def provider_changed(self, event: Select.Changed) -> None:
+        provider = str(event.value)
+        if provider == self.miko.settings.smtp.oauth2.provider:
+            return
+        self.with_oauth2(provider=provider)
+        preset = PROVIDER_PRESET.get(provider)
+        if preset:  # the provider's own SMTP server, as the preset list knows it
+            self.query_one("#preset", Select).value = preset
+        self.refresh_state()
+
+    @on(Button.Pressed, "#oauth2-signin")
+    def sign_in(self) -> None:
+        from mikotui.screens.oauth2_dialog import SignInDialog
+
+        def done(user: str | None) -> None:
+            self.signed_in = self.sign_in_state()
+            self.refresh_state()
+
+        self.app.push_screen(SignInDialog(self.miko.settings), done)
 
     # --- edits ----------------------------------------------------------------
 
@@ -246,8 +332,11 @@ class SmtpScreen(BaseScreen):
         lines = [t("connection.to", host=ep.host, port=ep.port, enc=t(f"enc.{ep.encryption}"))]
         if ep.encryption != "none":
             lines.append(t("connection.cert_on" if s.verify_certificate else "connection.cert_off"))
-        lines.append(t("connection.login", user=s.username) if s.username
-                     else t("connection.no_login"))
+        if s.auth == "oauth2":
+            lines.append(t("connection.oauth2", user=s.username or "?"))
+        else:
+            lines.append(t("connection.login", user=s.username) if s.username
+                         else t("connection.no_login"))
         if not self.miko.settings.notifications.enabled:
             lines.append(t("connection.disabled"))
         return "\n".join(f"• {line}" for line in lines)
@@ -274,6 +363,13 @@ class SmtpScreen(BaseScreen):
         preset = str(self.query_one("#preset", Select).value)
         if preset in PRESETS:
             hints["preset"] = self.t(f"preset.{preset}.note")
+        oauth = app.settings.smtp.auth == "oauth2"
+        for field in self.query(Field):
+            if field.key.startswith(("smtp.oauth2.", "oauth2.")):
+                field.display = oauth
+            elif field.key == "smtp.password":
+                field.display = not oauth  # the password gives way to the sign-in
+        self.query_one("#oauth2-status", Static).update(getattr(self, "signed_in", ""))
         self.query_one("#connection", Static).update(self.connection_summary())
         self.query_one(EmailPreview).show(app.settings, app.lang)
         for key in KIND_KEYS:  # off under the master switch: shown so, kept as set
