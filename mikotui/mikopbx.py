@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,24 @@ MAPPED: dict[str, tuple[str, str]] = {
     "MailTplVoicemailBody": ("voicemail", "body"),
     "MailTplVoicemailFooter": ("voicemail", "footer"),
 }
+# MikoPBX's OAuth2 sign-in (its 2025 releases; older ones have none of these):
+# key -> field of [smtp] ("oauth2.x" is [smtp.oauth2] x). Exported only when we
+# sign in with OAuth2 or the PBX already has the key.
+OAUTH2_MAPPED: dict[str, str] = {
+    "MailSMTPAuthType": "auth",
+    "MailOAuth2Provider": "oauth2.provider",
+    "MailOAuth2ClientId": "oauth2.client_id",
+    "MailOAuth2ClientSecret": "oauth2.client_secret",
+}
+# The tokens go to the token file, never into the config: a PBX that is
+# signed in stays signed in, with no new consent.
+REFRESH_KEY, ACCESS_KEY, EXPIRES_KEY = (
+    "MailOAuth2RefreshToken", "MailOAuth2AccessToken", "MailOAuth2TokenExpires")
+TOKEN_KEYS = (REFRESH_KEY, ACCESS_KEY, EXPIRES_KEY)
 # Read on import only: the PBX's language also drives its prompts and web UI.
 LANGUAGE_KEY = "PBXLanguage"
-SECRET_KEYS = {"MailSMTPPassword", "smtp.password"}
+SECRET_KEYS = {"MailSMTPPassword", "smtp.password", "MailOAuth2ClientSecret",
+               "smtp.oauth2.client_secret", REFRESH_KEY, ACCESS_KEY}
 
 
 class MikoPbxError(Exception):
@@ -93,6 +108,7 @@ class Imported:
     changes: list[Change]
     issues: list[Issue]
     notes: list[str]
+    tokens: dict[str, str] = field(default_factory=dict)  # TOKEN_KEYS found, non-empty
 
 
 # --- values: MikoPBX string <-> our typed field ------------------------------
@@ -276,12 +292,57 @@ def import_settings(current: config.Settings, data: PbxData) -> Imported:
     new = _apply(current, values, lang)
     new, more = _reject_invalid(current, new)
     issues += more
+    new = _import_oauth2(new, data.settings, issues)
+    tokens = {k: data.settings[k] for k in TOKEN_KEYS if data.settings.get(k, "").strip()}
     employees, card_issues = _employees(data.cards)
     issues += card_issues
     employees = _keep_rules(current, employees)
     notes += [f"SIP extension {n} has no user: no employee card" for n in data.orphans]
     new = replace(new, employees=employees, unknown=_carry_unknown(current, employees))
-    return Imported(new, diff(current, new), issues, notes)
+    return Imported(new, diff(current, new), issues, notes, tokens)
+
+
+def _import_oauth2(new: config.Settings, pbx: dict[str, str],
+                   issues: list[Issue]) -> config.Settings:
+    smtp, oauth = new.smtp, new.smtp.oauth2
+    for key, name in OAUTH2_MAPPED.items():
+        if key not in pbx:
+            continue
+        value = pbx[key].strip()
+        if name == "auth":
+            value = value.lower() or "password"
+            if value not in config.AUTHS:
+                issues.append(Issue(key, f"unknown sign-in {value!r} (expected password or "
+                                    "oauth2); smtp.auth left as it was"))
+                continue
+            smtp = replace(smtp, auth=value)
+        elif name == "oauth2.provider":
+            value = value.lower()
+            if not value:
+                continue
+            if value not in config.OAUTH2_PROVIDERS:
+                issues.append(Issue(key, f"unknown provider {value!r}; smtp.oauth2.provider "
+                                    "left as it was"))
+                continue
+            oauth = replace(oauth, provider=value)
+        else:
+            oauth = replace(oauth, **{name.removeprefix("oauth2."): value})
+    return replace(new, smtp=replace(smtp, oauth2=oauth))
+
+
+def token_expiry(value: str) -> float:
+    """MailOAuth2TokenExpires as epoch seconds (0 when it can't be read: the
+    access token is then fetched afresh on first use)."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.replace(" ", "T"))
+    except ValueError:
+        return 0.0
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
 def _apply(current: config.Settings, values: dict[tuple[str, str], Any],
@@ -366,7 +427,11 @@ def diff(old: config.Settings, new: config.Settings) -> list[Change]:
         a, b = getattr(old, section), getattr(new, section)
         for f in fields(a):
             va, vb = getattr(a, f.name), getattr(b, f.name)
-            if va != vb:
+            if is_dataclass(va):  # [smtp.oauth2]: field by field, secrets masked
+                changes += [Change(f"{section}.{f.name}.{g.name}", getattr(va, g.name),
+                                   getattr(vb, g.name)) for g in fields(va)
+                            if getattr(va, g.name) != getattr(vb, g.name)]
+            elif va != vb:
                 changes.append(Change(f"{section}.{f.name}", va, vb))
     before = {e.extension: e for e in old.employees}
     after = {e.extension: e for e in new.employees}
@@ -403,13 +468,25 @@ class Exported:
     backup: Path | None
 
 
-def wanted(settings: config.Settings) -> dict[str, Any]:
-    """The value of every mapped key, from our config."""
-    return {key: getattr(getattr(settings, s), n) for key, (s, n) in MAPPED.items()}
+def wanted(settings: config.Settings, stored: dict[str, str | None] | None = None,
+           tokens: dict[str, str] | None = None) -> dict[str, Any]:
+    """The value of every mapped key, from our config; the OAuth2 keys when
+    we sign in with OAuth2 or the PBX has them (`stored`), and `tokens`."""
+    out: dict[str, Any] = {key: getattr(getattr(settings, s), n)
+                           for key, (s, n) in MAPPED.items()}
+    oauth = settings.smtp.auth == "oauth2"
+    for key, name in OAUTH2_MAPPED.items():
+        if oauth or key in (stored or {}):
+            head, _, tail = name.partition(".")
+            value = getattr(settings.smtp, head)
+            out[key] = getattr(value, tail) if tail else value
+    if oauth:
+        out.update(tokens or {})
+    return out
 
 
-def export_settings(settings: config.Settings, db: Path,
-                    now: datetime | None = None) -> Exported:
+def export_settings(settings: config.Settings, db: Path, now: datetime | None = None,
+                    tokens: dict[str, str] | None = None) -> Exported:
     """Write the mapped keys into `m_PbxSettings`: one transaction, after a
     backup copy; nothing else in the database is touched. Refused, with
     nothing written and no backup left behind, if any step fails."""
@@ -430,8 +507,9 @@ def export_settings(settings: config.Settings, db: Path,
         # value that is that default adds no row (a no-op export writes
         # nothing, and the shipped schema keeps its shape).
         updates = {key: encode(key, value, stored.get(key))
-                   for key, value in wanted(settings).items()
-                   if stored.get(key) is not None or value != pbx_defaults[key]}
+                   for key, value in wanted(settings, stored, tokens).items()
+                   if stored.get(key) is not None or key not in pbx_defaults
+                   or value != pbx_defaults[key]}
         updates = {k: v for k, v in updates.items() if stored.get(k) != v}
         if not updates:
             conn.execute("ROLLBACK")

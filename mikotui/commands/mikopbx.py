@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the real imports wait until a command runs
@@ -76,6 +77,9 @@ def run_import(args: argparse.Namespace) -> int:
     for change in result.changes:
         print(f"  {change}")
     status = os.EX_DATAERR if result.issues else 0
+    if result.tokens.get(mikopbx.REFRESH_KEY):
+        print(f"  OAuth2 sign-in: the refresh token {'would be' if args.dry_run else 'is'} "
+              f"kept in {result.settings.token_path()}")
     if args.dry_run:
         print(f"{_count(result.changes)}; dry run, nothing written")
         return status
@@ -86,6 +90,7 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"mikotui: the result would not pass `config check`; {path} not written",
               file=sys.stderr)
         return os.EX_CONFIG
+    _keep_tokens(result)
     if not result.changes and path.exists():
         print("no changes; nothing written")
         return status
@@ -102,7 +107,7 @@ def run_export(args: argparse.Namespace) -> int:
     path = config.resolve_path(args.config)
     settings = config.load_valid(path)
     try:
-        result = mikopbx.export_settings(settings, Path(args.db))
+        result = mikopbx.export_settings(settings, Path(args.db), tokens=_tokens(settings))
     except mikopbx.MikoPbxError as exc:
         return _refuse(exc)
     print(f"Exporting {path} into {args.db}")
@@ -114,6 +119,41 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"{_count(result.changes)}; backup: {result.backup}")
     print("employee cards and the PBX language are not exported (the PBX owns them)")
     return 0
+
+
+def _keep_tokens(result) -> None:
+    """The PBX's OAuth2 tokens into our token file (never into the config)."""
+    from mikotui import mikopbx, oauth2
+
+    found = result.tokens
+    if not found.get(mikopbx.REFRESH_KEY):
+        return
+    s = result.settings
+    tokens = oauth2.Tokens(
+        refresh_token=found[mikopbx.REFRESH_KEY].strip(),
+        access_token=found.get(mikopbx.ACCESS_KEY, "").strip(),
+        expires_at=mikopbx.token_expiry(found.get(mikopbx.EXPIRES_KEY, "")),
+        username=s.smtp.username, provider=s.smtp.oauth2.provider,
+        client_id=s.smtp.oauth2.client_id, signed_in=time.time())
+    store = oauth2.TokenStore(s.token_path())
+    with store.locked():
+        store.save(tokens)
+
+
+def _tokens(settings) -> dict[str, str]:
+    """Our OAuth2 tokens as MikoPBX keeps them, so the PBX stays signed in."""
+    from mikotui import mikopbx, oauth2
+
+    if settings.smtp.auth != "oauth2":
+        return {}
+    try:
+        tokens = oauth2.status(settings)
+    except oauth2.OAuth2Error:
+        return {}
+    if tokens is None or tokens.refused:
+        return {}
+    return {mikopbx.REFRESH_KEY: tokens.refresh_token, mikopbx.ACCESS_KEY: tokens.access_token,
+            mikopbx.EXPIRES_KEY: str(int(tokens.expires_at))}
 
 
 def _refuse(exc: MikoPbxError) -> int:
