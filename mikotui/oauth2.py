@@ -357,9 +357,11 @@ def logout(settings: config.Settings) -> tuple[bool, str]:
         ep = endpoints(settings.smtp.oauth2)
         if tokens is not None and ep.revocation_url:
             try:
-                st, reply = post_form(ep.revocation_url, {
-                    "token": tokens.refresh_token, "token_type_hint": "refresh_token",
-                    **_client_form(ep)})
+                # Yandex revokes by its access token (RFC 7009 elsewhere: the refresh token).
+                form = ({"access_token": tokens.access_token}
+                        if settings.smtp.oauth2.provider == "yandex" else
+                        {"token": tokens.refresh_token, "token_type_hint": "refresh_token"})
+                st, reply = post_form(ep.revocation_url, {**form, **_client_form(ep)})
                 said = "revoked" if st == 200 else f"revocation refused: HTTP {st} " \
                     f"{reply.get('error', '')}".strip()
             except OAuth2Error as exc:
