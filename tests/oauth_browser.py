@@ -58,9 +58,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class Browser:
-    def __init__(self, login: str, user_code: str = "") -> None:
+    def __init__(self, login: str, user_code: str = "", *, decline: bool = False) -> None:
         self.login = login
         self.user_code = user_code  # typed where the device flow asks for it
+        self.decline = decline  # press the page's "abort" button where it has one
+        self.declined = False
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect(),
@@ -102,7 +104,13 @@ class Browser:
                     values[name] = "any"
                 elif name == "user_code":
                     values[name] = self.user_code
-            if form.buttons:  # the first button is the one that goes on (not "abort")
+            aborts = [b for b in form.buttons if b[0] == "abort"]
+            if self.declined:  # the page after "abort": the answer, not a new start
+                return self.pages[-1]
+            if self.decline and aborts:
+                values["abort"] = aborts[0][1]
+                self.declined = True
+            elif form.buttons:  # the first button is the one that goes on (not "abort")
                 name, value = form.buttons[0]
                 if name:
                     values[name] = value

@@ -116,6 +116,27 @@ def test_device_login_end_to_end_then_a_mail_with_xoauth2(tmp_path, ca, env):
                       [tokens["access_token"], tokens["refresh_token"], *mx.handler.tokens])
 
 
+def test_a_declined_device_login_says_so_and_stores_nothing(tmp_path, ca, env):
+    with AuthServer() as op, OAuthSmtp(op, ca) as mx:
+        conf = save(tmp_path, oauth_settings(tmp_path, op, mx))
+        proc = subprocess.Popen(mikotui_command() + ["oauth2", "login", "--device",
+                                                     "--config", conf],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, **env})
+        try:
+            shown = read_until(proc.stdout, b"Waiting for the sign-in").decode()
+            uri = re.search(r"^  (http\S+)$", shown, re.MULTILINE).group(1)
+            code = re.search(r"enter the code:\s+(\S+)", shown).group(1)
+            Browser(MAILBOX, user_code=code, decline=True).open(uri)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == os.EX_NOPERM
+        assert b"declined" in err
+        assert not (tmp_path / "oauth2-token.json").exists()
+
+
 def test_paste_login_with_pkce_and_a_wrong_state_is_refused(tmp_path, ca, env):
     with AuthServer() as op, OAuthSmtp(op, ca) as mx:
         conf = save(tmp_path, oauth_settings(tmp_path, op, mx))
