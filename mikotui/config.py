@@ -914,13 +914,7 @@ def dumps(settings: Settings, previous: str | None = None) -> str:
         if not isinstance(value, dict):
             _put(doc, name, value)
             continue
-        if not isinstance(doc.get(name), dict):
-            doc[name] = tomlkit.table()
-        table = doc[name]
-        for key in [k for k in table if k not in value]:
-            del table[key]
-        for key, item in value.items():
-            _put(table, key, item)
+        _merge(doc, name, value)
     old = doc.get("employees")
     if old is None or [_lean_card(c) if isinstance(c, dict) else c
                        for c in old.unwrap()] != employees:
@@ -936,6 +930,23 @@ def dumps(settings: Settings, previous: str | None = None) -> str:
                 cards.append(table)
             doc["employees"] = cards
     return tomlkit.dumps(doc)
+
+
+def _merge(parent: Any, name: str, value: dict[str, Any]) -> None:
+    """The table `name` of `parent` made to hold `value`, key by key; a
+    sub-table ([smtp.oauth2]) the same way, so its comments stay too."""
+    import tomlkit
+
+    if not isinstance(parent.get(name), dict):
+        parent[name] = tomlkit.table()
+    table = parent[name]
+    for key in [k for k in table if k not in value]:
+        del table[key]
+    for key, item in value.items():
+        if isinstance(item, dict):
+            _merge(table, key, item)
+        else:
+            _put(table, key, item)
 
 
 def _put(table: Any, key: str, value: Any) -> None:
