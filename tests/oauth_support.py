@@ -73,8 +73,7 @@ class AuthServer:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env)
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode() if ready else ""
+        line = self.proc.stdout.readline().decode() if _readable(self.proc.stdout, 30) else ""
         if not line.startswith("ready"):
             self.__exit__()
             raise RuntimeError(f"oidc-provider did not start: {line!r}")
@@ -212,14 +211,20 @@ def read_until(stream, marker: bytes, timeout: float = 30) -> bytes:
     fd = stream.fileno()
     while marker not in got:
         left = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(0, left))
-        if not ready:
+        if not _readable(fd, max(0, left)):
             raise AssertionError(f"no {marker!r} within {timeout} s; got {got!r}")
         chunk = os.read(fd, 4096)
         if not chunk:
             raise AssertionError(f"output ended before {marker!r}; got {got!r}")
         got += chunk
     return got
+
+
+def _readable(stream, timeout: float) -> bool:
+    """poll(), not select(): a full suite runs past descriptor 1024."""
+    poller = select.poll()
+    poller.register(stream, select.POLLIN | select.POLLHUP)
+    return bool(poller.poll(timeout * 1000))
 
 
 def background(target, *args) -> threading.Thread:
