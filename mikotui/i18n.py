@@ -262,9 +262,9 @@ CATALOG: dict[str, T] = {
                         'mail sent to it stays here (F4), nothing is delivered',
           'ПЕСОЧНИЦА {host}:{port}, STARTTLS, логин {user}, пароль {password}: '
           'отправленное туда остаётся здесь (F4), ничего не доставляется'),
-    'sandbox.elsewhere': T('The form sends to {where}, not to the sandbox: F5 on F1 fills in '
+    'sandbox.elsewhere': T('The form sends to {where}, not to the sandbox: F8 on F1 fills in '
                            'the sandbox',
-          'Форма отправляет на {where}, а не в песочницу: F5 на F1 подставит песочницу'),
+          'Форма отправляет на {where}, а не в песочницу: F8 на F1 подставит песочницу'),
     'key.use_sandbox': T('Use sandbox', 'В песочницу'),
     'sandbox.captured': T('Sandbox captured: {subject}',
           'Песочница получила: {subject}'),

@@ -416,14 +416,19 @@ async def test_sandbox_captures_a_test_mail_and_outbox_shows_it(config_path):
         assert app.sandbox is not None
         banner = str(app.screen.query_one("#sandbox-banner").render())
         assert f"127.0.0.1:{app.sandbox.port}" in banner
-        # The form still names the real server, and the banner says so; F5
+        # The form still names the real server, and the banner says so; F8
         # fills in the sandbox (STARTTLS and its login).
         assert "smtp.gmail.com:587, not to the sandbox" in " ".join(banner.split())
-        await pilot.press("f5")
+        await pilot.press("f8")
         await pilot.pause()
         assert app.settings.smtp.port == app.sandbox.port
         assert app.screen.query_one("#smtp--port").value == str(app.sandbox.port)
         assert "not to the sandbox" not in str(app.screen.query_one("#sandbox-banner").render())
+        await pilot.press("f5")  # still the Employees screen, in the sandbox too
+        await pilot.pause()
+        assert app.current_mode == "employees"
+        await pilot.press("f1")
+        await pilot.pause()
         await send_test(pilot, app)
         assert app.last_report is not None and app.last_report.ok, notes(app)
         await pilot.press("f4")

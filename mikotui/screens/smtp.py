@@ -72,7 +72,8 @@ class SmtpScreen(BaseScreen):
     MODE = "smtp"
     AUTO_FOCUS = "#smtp--host"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "use_sandbox", "key.use_sandbox", key_display="F5"),
+        # F5 is the Employees screen; F8 is free on every screen.
+        Binding("f8", "use_sandbox", "key.use_sandbox", key_display="F8"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
