@@ -109,6 +109,10 @@ def run(event: Event, *, config_path: str | None = None,
         if prepared is None:
             return os.EX_USAGE
         if not prepared.recipients:
+            # Exit 0, as for notifications switched off: the config says nobody
+            # gets it, so the dialplan has nothing to retry or handle, and a
+            # non-zero status would only be read as "the PBX failed". What to
+            # fix is in the log line.
             why = (routing.nobody_because(settings, event.called, event.caller)
                    if isinstance(event, MissedCall) else "notifications.admin_email is empty")
             about = {"called": event.called} if isinstance(event, MissedCall) else {}

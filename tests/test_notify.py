@@ -109,12 +109,20 @@ def test_missed_call_falls_back_to_the_general_address(cli, conf, server, called
     assert [g.rcpt_tos for g in server.received] == [(GENERAL_MISSED,)]
 
 
+def test_readme_says_what_exit_0_means_for_a_dropped_notification() -> None:
+    from conftest import ROOT
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "0 done (delivered, durably queued, or dropped by the config's own rule" in readme
+
+
 def test_missed_call_with_nowhere_to_go_is_logged_and_not_queued(cli, tmp_path, server):
     s = settings_for(tmp_path, server.port)
     conf = write(tmp_path, replace(s, missed_call=replace(s.missed_call, email="")))
     r = cli("--config", conf, "notify", "missed", "--caller", "5", "--called", "999")
-    assert r.returncode == 0
+    assert r.returncode == 0  # dropped by the config's rule: README's "0 done"
     assert "event=dropped" in r.stderr_text and "nobody" in r.stderr_text
+    assert "called=999" in r.stderr_text and "no general missed-call address" in r.stderr_text
     assert server.received == []
     assert entries(spool_of(tmp_path), "queue") == []
     assert "event=dropped" in (spool_of(tmp_path) / "mikotui.log").read_text()
