@@ -482,7 +482,7 @@ def watch(settings: Settings, spool: Spool, *, batch: int = BATCH,
           config_file: ConfigFile | None = None) -> Report:
     """Keep delivering until SIGTERM/SIGINT: new entries at once, retries
     at their times; `config_file` changes apply from the next batch."""
-    with spool.owner() as owner:
+    with spool.owner() as owner, spool.deliverer_lock():
         courier = Courier(settings, spool, owner)
         index = DueIndex(spool)
         try:

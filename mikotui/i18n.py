@@ -514,6 +514,13 @@ CATALOG: dict[str, T] = {
           'вход'),
     'kind.test': T('test',
           'тест'),
+    'outbox.deliverer': T('A deliverer is running (pid {pid}): what is due goes out within '
+                          'seconds.',
+          'Доставщик работает (pid {pid}): всё, чему пора, уйдёт в течение секунд.'),
+    'outbox.no_deliverer': T('No deliverer is running: what is due goes out at the next '
+                             '`mikotui deliver` (cron), or start `mikotui deliver --watch`.',
+          'Доставщик не запущен: всё, чему пора, уйдёт при следующем `mikotui deliver` '
+          '(cron), или запустите `mikotui deliver --watch`.'),
     'outbox.retry_done': T('{id} queued for delivery now',
           '{id} поставлено на отправку'),
     'outbox.purge_question': T('Purge {id} ({kind} to {to})? It can be restored for 7 days.',

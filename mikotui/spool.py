@@ -48,6 +48,7 @@ MESSAGE = "message.eml"
 RAW = "raw.eml"
 META = "meta.json"
 LOG = "mikotui.log"
+DELIVERER = "deliverer.pid"  # see Spool.deliverer_lock
 LOG_MAX = 5 * 1024 * 1024  # bytes; then mikotui.log -> mikotui.log.1
 LOG_KEEP = 3  # rotated files kept (.1 newest)
 TRASH = "trash-"  # tmp/ folders being deleted
@@ -309,6 +310,40 @@ class Spool:
 
     def owner(self) -> Owner:
         return Owner(self)
+
+    @contextlib.contextmanager
+    def deliverer_lock(self) -> Iterator[None]:
+        """Held by `deliver --watch` for its lifetime: an flock on
+        `deliverer.pid` (the kernel drops it when the process dies) with its
+        pid in it, so the outbox can say whether anything will send a retry."""
+        fd = os.open(self.root / DELIVERER, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another watcher holds it: one is running
+                yield
+                return
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    def deliverer(self) -> int | None:
+        """The pid of a running `deliver --watch`, or None when none runs."""
+        try:
+            fd = os.open(self.root / DELIVERER, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.read(fd, 32).decode("ascii", "replace").strip()
+                return int(text) if text.isdigit() else 0
+            return None
+        finally:
+            os.close(fd)
 
     # --- enqueue -------------------------------------------------------------
 
@@ -603,8 +638,11 @@ class Spool:
             raise SpoolError(f"{src.name} is damaged ({exc}): left in failed/") from None
         # Those who refused it for good are owed it again; those who took it are not.
         owed = tuple(dict.fromkeys((*meta.owed, *meta.refused))) or meta.recipients
+        # Its last error stays (the reason it was given up on, if it was), so
+        # the outbox still says what went wrong until the next try.
         meta = replace(meta, next_attempt=0.0, failed_reason="", owed=owed, refused={},
-                       purged=0.0, created=time.time())
+                       purged=0.0, created=time.time(),
+                       last_error=meta.failed_reason or meta.last_error)
         return self.release(self.update(Entry(meta, dest), meta))
 
     def purge(self, entry_id: str, now: float | None = None) -> Entry:

@@ -4,6 +4,7 @@ real aiosmtpd server (the sandbox) on 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -667,3 +668,56 @@ async def test_voicemail_recording_format_is_chosen_on_its_screen(config_path):
         await pilot.press("ctrl+s")
         await pilot.pause()
     assert config.load(config_path).voicemail.attachment_format == "wav"
+
+
+async def test_restored_entry_keeps_its_last_error(settings, config_path):
+    spool, _, failed = _spool_with_two(settings)
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        table = app.screen.query_one("#spool")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(failed))
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.click("#yes")
+        await pilot.pause()
+        assert spool.find(failed) is None
+        await pilot.press("u")
+        await pilot.pause()
+        restored = spool.find(failed)
+        assert restored is not None and restored.state == "queue"
+        assert restored.meta.last_error == "550 no such user"
+        assert "550 no such user" in " ".join(str(c) for c in table.get_row(failed))
+
+
+async def test_retry_says_whether_a_deliverer_runs(cli, settings, config_path):
+    from conftest import running
+
+    spool, queued, _ = _spool_with_two(settings)
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        assert "No deliverer is running" in str(app.screen.query_one("#deliverer").render())
+        table = app.screen.query_one("#spool")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(queued))
+        await pilot.press("r")
+        await pilot.pause()
+        assert "mikotui deliver --watch" in notes(app)
+    # The queued entry is due now and goes to a server that is not there:
+    # the watcher keeps running, holding its lock.
+    with running("--config", str(config_path), "deliver", "--watch") as proc:
+        for _ in range(100):
+            if spool.deliverer() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert spool.deliverer() == proc.pid
+        app = make_app(config_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f4")
+            await pilot.pause()
+            assert f"running (pid {proc.pid})" in str(app.screen.query_one("#deliverer").render())
+    assert spool.deliverer() is None

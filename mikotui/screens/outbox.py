@@ -77,6 +77,7 @@ class OutboxScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="outbox"):
             yield Label(self.t("outbox.spool"), classes="area-label")
+            yield Static(id="deliverer")
             yield DataTable(id="spool", cursor_type="row", zebra_stripes=True)
             yield Static(self.t("outbox.empty"), id="spool-empty", classes="empty")
             if self.miko.sandbox_mode:
@@ -109,8 +110,15 @@ class OutboxScreen(BaseScreen):
 
     # --- state ----------------------------------------------------------------
 
+    def deliverer_status(self) -> str:
+        """Whether anything will send what is queued: a retry only marks it due."""
+        pid = self.spool.deliverer()
+        return (self.t("outbox.deliverer", pid=pid) if pid is not None
+                else self.t("outbox.no_deliverer"))
+
     def refresh_state(self) -> None:
         super().refresh_state()
+        self.query_one("#deliverer", Static).update(self.deliverer_status())
         self._read_spool()
         if self.miko.sandbox_mode:
             self._fill_captured()
@@ -260,7 +268,7 @@ class OutboxScreen(BaseScreen):
         except (SpoolError, OSError) as exc:
             self.notify(self.t("outbox.error", id=entry_id, error=exc), severity="error")
         else:
-            self.notify(self.t("outbox.retry_done", id=entry_id))
+            self.notify(f"{self.t('outbox.retry_done', id=entry_id)}\n{self.deliverer_status()}")
         self.refresh_state()
 
     def action_purge(self) -> None:
