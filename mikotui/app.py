@@ -9,12 +9,14 @@ Screens turn an edit into a new Settings and hand it to `edit`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -22,12 +24,19 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from mikotui import config, i18n
 from mikotui.config import Problem, Settings
 from mikotui.screens.base import translate_bindings
-from mikotui.screens.dialogs import Dialog, QuitDialog, SendTestDialog, TranscriptScreen
+from mikotui.screens.dialogs import (
+    Dialog,
+    HelpScreen,
+    QuitDialog,
+    SendTestDialog,
+    TranscriptScreen,
+)
 from mikotui.screens.employees import EmployeesScreen
 from mikotui.screens.missed_call import MissedCallScreen
 from mikotui.screens.outbox import OutboxScreen
@@ -40,7 +49,7 @@ if TYPE_CHECKING:
 
 
 # The app's own keys (not the dialogs'): see MikoApp.check_action.
-MAIN_ACTIONS = frozenset({"save", "send_test", "transcript", "quit", "switch_mode"})
+MAIN_ACTIONS = frozenset({"save", "send_test", "transcript", "quit", "switch_mode", "help"})
 
 
 class MailCaptured(Message):
@@ -57,6 +66,7 @@ class Phase:
 
     name: str  # "connect", "tls", "auth", "send", "done", or "" when idle
     to: str = ""
+    started: float = 0.0  # time.monotonic() at the start
 
 
 class MikoApp(App[int]):
@@ -85,7 +95,10 @@ class MikoApp(App[int]):
         Binding("ctrl+s", "save", "key.save", key_display="^S", priority=True),
         Binding("ctrl+t", "send_test", "key.test", key_display="^T", priority=True),
         Binding("f6", "transcript", "key.transcript", key_display="F6"),
+        # Not a printable key: every screen is full of fields where ? types a ?.
+        Binding("f9", "help", "key.help", key_display="F9"),
         Binding("ctrl+q", "quit", "key.quit", key_display="^Q", priority=True),
+        Binding("escape", "cancel_send", "key.cancel", key_display="Esc", show=False),
     ]
 
     def __init__(self, settings: Settings, path: Path, lang: str, *,
@@ -148,6 +161,23 @@ class MikoApp(App[int]):
 
     def t(self, key: str, /, **values: object) -> str:
         return i18n.ui(self.lang, key, **values)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Messages go to the message line above the footer of the main
+        screen, which takes its own rows: a toast floated over the form and
+        hid what it pointed to (the Save button, the transcript's Close).
+        The notification itself is kept too, for anything that lists them."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        for screen in reversed(self.screen_stack):
+            show = getattr(screen, "show_message", None)
+            if show is not None:
+                show(message, title, severity, timeout or self.NOTIFICATION_TIMEOUT)
+                return
+
+    def _refresh_notifications(self) -> None:
+        """No toasts (Textual shows them from here; textual is pinned): the
+        message line of `notify` shows each one."""
 
     def refresh_state(self) -> None:
         """The current screen redraws its markers, messages and preview."""
@@ -231,11 +261,23 @@ class MikoApp(App[int]):
     # --- test send ----------------------------------------------------------------
 
     def action_send_test(self) -> None:
+        """^T: on a template screen, that mail as it will look (sample values,
+        the sample recording); elsewhere the SMTP test mail. One at a time."""
+        if self.phase.name:
+            self.notify(self.t("send.running"), timeout=4)
+            return
+        kind = getattr(self.screen, "PREVIEW", "") or "test"
+
         def chosen(to: str | None) -> None:
             if to is not None:
-                self.send_test(to or None)
+                self.send_test(to or None, kind)
 
-        self.push_screen(SendTestDialog(self._settings.notifications.admin_email), chosen)
+        self.push_screen(SendTestDialog(self._settings.notifications.admin_email, kind), chosen)
+
+    def action_cancel_send(self) -> None:
+        """Esc while a send runs: stop it (the connection is closed)."""
+        if self.phase.name:
+            self.workers.cancel_group(self, "send")
 
     def action_use_sandbox(self) -> None:
         """Fill the SMTP fields with the sandbox's address and login (not saved)."""
@@ -250,8 +292,12 @@ class MikoApp(App[int]):
         self.phase = dataclasses.replace(self.phase, name=name)
         self.refresh_state()
 
+    def _tick(self) -> None:
+        if self.phase.name:
+            self.refresh_state()
+
     @work(exclusive=True, group="send", exit_on_error=False)
-    async def send_test(self, to: str | None) -> None:
+    async def send_test(self, to: str | None, kind: str = "test") -> None:
         from mikotui import smtp
 
         errors = self.errors()
@@ -261,32 +307,54 @@ class MikoApp(App[int]):
                         severity="error", timeout=8)
             return
         target = to or self._settings.notifications.admin_email
-        self.phase = Phase("connect", target)
+        self.phase = Phase("connect", target, time.monotonic())
         self.refresh_state()
-        started = time.monotonic()
+        ticker = self.set_interval(1.0, self._tick)  # the elapsed seconds move
         try:
             # Where the form says, in --sandbox too: the sandbox is a server
             # like any other, and the panel's "connect to" is the truth.
-            result = await smtp.send_test_email(self._settings, self.lang, to,
-                                                on_event=self.set_phase)
+            if kind == "test":
+                result = await smtp.send_test_email(self._settings, self.lang, to,
+                                                    on_event=self.set_phase)
+            else:
+                result = await smtp.send_message(self._settings.smtp,
+                                                 self.template_mail(kind, target), [target],
+                                                 on_event=self.set_phase)
         except smtp.SmtpFailure as failure:
             self.last_report = SendReport.failed(failure, self.lang, target)
             self.notify(f"{failure.hint(self.lang)}\n{self.t('send.see_transcript')}",
                         title=self.t("send.failed_title", kind=failure.kind_name(self.lang)),
                         severity="error", timeout=12)
+        except asyncio.CancelledError:
+            self.notify(self.t("send.cancelled", to=target), timeout=4)
+            raise
         except Exception as exc:  # noqa: BLE001 - a toast, never a dead app
             self.notify(f"{type(exc).__name__}: {exc}", title=self.t("send.failed_title",
                         kind=self.t("failure.internal")), severity="error", timeout=12)
         else:
             self.last_report = SendReport.sent(result, target)
             self.notify(self.t("send.done", to=target,
-                               seconds=f"{time.monotonic() - started:.2f}"),
+                               seconds=f"{time.monotonic() - self.phase.started:.2f}"),
                         title=self.t("send.done_title"), timeout=6)
         finally:
+            ticker.stop()
             self.phase = Phase("")
             self.refresh_state()
-        if self._exit_after_send:
-            self.exit(0)
+            if self._exit_after_send:
+                self.exit(0)
+
+    def template_mail(self, kind: str, to: str) -> EmailMessage:
+        """The missed-call or voicemail mail with the sample values (and the
+        sample recording), addressed to `to`: what the admin checks in their
+        own mail client."""
+        from mikotui import message, preview
+
+        shown = preview.build(kind, self._settings, self.lang)
+        return message.compose(shown.rendered, [to], self._settings,
+                               attachments=shown.attachments)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
 
     def action_transcript(self) -> None:
         if self.last_report is None:
@@ -297,7 +365,7 @@ class MikoApp(App[int]):
     # --- quit ----------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        if not self.unsaved:
+        if not self.unsaved or self._exit_after_send:
             self.exit(0)
             return
 
@@ -308,7 +376,12 @@ class MikoApp(App[int]):
                 smtp_changed = self.saved.smtp != self._settings.smtp
                 if self.save():
                     if smtp_changed and self._settings.notifications.admin_email:
-                        self._exit_after_send = True  # exit once the test mail is out
+                        # Exit once the test mail is out; say so, it can take
+                        # up to smtp.timeout, and ^Q again quits at once.
+                        self._exit_after_send = True
+                        self.notify(self.t("quit.after_send",
+                                           seconds=f"{self._settings.smtp.timeout:g}"),
+                                    timeout=max(5.0, self._settings.smtp.timeout))
                     else:
                         self.exit(0)
 

@@ -298,6 +298,8 @@ CATALOG: dict[str, T] = {
           'SMTP пароль'),
     'label.smtp.sender_address': T('Sender address',
           'Адрес отправителя'),
+    'label.smtp.timeout': T('Timeout, s', 'Тайм-аут, с'),
+    'label.voicemail.max_attachment_mb': T('Attach ≤ MB', 'Вложение ≤ МБ'),
     'label.smtp.sender_name': T('Sender name',
           'Имя отправителя'),
     'label.notifications.admin_email': T('Admin email',
@@ -416,8 +418,19 @@ CATALOG: dict[str, T] = {
           'Настройки SMTP изменены: отправляю тестовое письмо на {to}'),
     'send.blocked': T('Not sent: {key}: {message}',
           'Не отправлено: {key}: {message}'),
-    'send.phase': T('Test mail to {to}: {phase}',
-          'Тестовое письмо на {to}: {phase}'),
+    'send.phase': T('Test mail to {to}: {phase} {seconds} s (Esc cancels)',
+          'Тестовое письмо на {to}: {phase} {seconds} с (Esc — отменить)'),
+    'send.running': T('A test mail is being sent: wait for it, or Esc cancels it',
+          'Тестовое письмо уже отправляется: дождитесь или отмените (Esc)'),
+    'send.cancelled': T('Test mail to {to} cancelled', 'Отправка на {to} отменена'),
+    'quit.after_send': T('Saved; quitting when the test mail is out (up to {seconds} s). '
+                         '^Q again quits now.',
+          'Сохранено; выход после отправки тестового письма (до {seconds} с). '
+          '^Q ещё раз — выйти сразу.'),
+    'test.title.missed': T('Send this missed-call mail (sample values)',
+          'Отправить это письмо о пропущенном (на примерах)'),
+    'test.title.voicemail': T('Send this voicemail mail (sample values, sample recording)',
+          'Отправить это письмо голосовой почты (примеры, пример записи)'),
     'phase.connect': T('connecting…',
           'подключение…'),
     'phase.tls': T('TLS handshake…',
@@ -521,6 +534,51 @@ CATALOG: dict[str, T] = {
                              '`mikotui deliver` (cron), or start `mikotui deliver --watch`.',
           'Доставщик не запущен: всё, чему пора, уйдёт при следующем `mikotui deliver` '
           '(cron), или запустите `mikotui deliver --watch`.'),
+    'key.help': T('Help', 'Справка'),
+    'help.title': T('Keys and screens', 'Клавиши и экраны'),
+    'help.everywhere': T(
+        'Everywhere\n'
+        '  F1 F2 F3 F4   the screens: SMTP, missed calls, voicemail, outbox\n'
+        '  ^S            save; after an SMTP change, test it by mail\n'
+        '  ^T            send a test mail; on F2/F3 that very mail\n'
+        '  F6            the transcript of the last test send\n'
+        '  F9            this help\n'
+        '  ^Q            quit (asks first when something is not saved)\n'
+        '  Tab, Enter    next field; Shift+Tab the one before\n'
+        '  Esc           in a question: cancel; in a view: close',
+        'Везде\n'
+        '  F1 F2 F3 F4   экраны: SMTP, пропущенные, голосовая почта, очередь\n'
+        '  ^S            сохранить; после смены SMTP — тестовое письмо\n'
+        '  ^T            тестовое письмо; на F2/F3 — само это письмо\n'
+        '  F6            протокол последней тестовой отправки\n'
+        '  F9            эта справка\n'
+        '  ^Q            выход (спросит, если что-то не сохранено)\n'
+        '  Tab, Enter    следующее поле; Shift+Tab — предыдущее\n'
+        '  Esc           в вопросе — отмена; в просмотре — закрыть'),
+    'help.smtp': T(
+        'F1 SMTP: the server every notification goes through, the login, the sender '
+        'and the admin address. A provider fills in host, port and encryption; the '
+        'panel beside the form (or below it) says what a send will really do. '
+        'F5, in the sandbox: fill the form in with the sandbox.',
+        'F1 SMTP: сервер, через который уходят все оповещения, логин, отправитель и '
+        'адрес админа. Провайдер подставляет хост, порт и шифрование; панель рядом '
+        '(или ниже) говорит, что на самом деле будет при отправке. F5 в песочнице — '
+        'подставить песочницу.'),
+    'help.templates': T(
+        'F2 Missed calls, F3 Voicemail: the address, subject, body and footer of the '
+        'mail, with the preview filled with sample values. F7 goes to the parameters; '
+        'Enter puts one at the cursor, Esc goes back. ^T mails this very mail, '
+        'with sample values, to you.',
+        'F2 Пропущенные, F3 Голосовая почта: адрес, тема, текст и подвал письма, с '
+        'предпросмотром на примерах. F7 — к параметрам; Enter вставляет параметр у '
+        'курсора, Esc — назад. ^T присылает вам это письмо на примерах.'),
+    'help.outbox': T(
+        'F4 Outbox: notifications still to be delivered or given up on. r tries one '
+        'again now (a running deliverer sends it), d purges it (u undoes that), F5 '
+        'looks again. In the sandbox, Enter opens a mail it caught.',
+        'F4 Очередь: оповещения, ещё не доставленные или брошенные. r — повторить '
+        'сейчас (отправит запущенный доставщик), d — удалить (u — вернуть), F5 — '
+        'обновить. В песочнице Enter открывает перехваченное письмо.'),
     'outbox.retry_done': T('{id} queued for delivery now',
           '{id} поставлено на отправку'),
     'outbox.purge_question': T('Purge {id} ({kind} to {to})? It can be restored for 7 days.',
@@ -743,6 +801,7 @@ CATALOG: dict[str, T] = {
                              "2 to 5 digits)",
                              "не регулярное выражение: {value} (по умолчанию {default}: "
                              "от 2 до 5 цифр)"),
+    "problem.number": T("must be a number", "должно быть числом"),
 }
 
 

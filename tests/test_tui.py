@@ -721,3 +721,146 @@ async def test_retry_says_whether_a_deliverer_runs(cli, settings, config_path):
             await pilot.pause()
             assert f"running (pid {proc.pid})" in str(app.screen.query_one("#deliverer").render())
     assert spool.deliverer() is None
+
+
+@pytest.mark.parametrize("screen", ["f1", "f2", "f3", "f4"])
+async def test_f9_opens_help_on_every_screen_and_question_mark_types(config_path, screen):
+    from textual.widgets import Footer
+
+    from mikotui.screens.dialogs import HelpScreen
+
+    app = make_app(config_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(screen)
+        await pilot.pause()
+        footer = app.screen.query_one(Footer)
+        assert any(k.key_display == "F9" for k in footer.query("FooterKey")), "F9 in the footer"
+        await pilot.press("f9")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        shown = " ".join(str(s.render()) for s in app.screen.query(".help-part"))
+        for words in ("^S", "F7 goes to the parameters", "r tries one again", "F9"):
+            assert words in shown
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+    app = make_app(config_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_into(pilot, "#smtp--sender_name", "?", clear=True)
+        assert app.settings.smtp.sender_name == "?"
+
+
+@pytest.mark.parametrize(("key", "title", "subject"), [
+    ("f2", "Send this missed-call mail", "Missed Call from 79261234567"),
+    ("f3", "Send this voicemail mail", "New Voicemail Message from Иван Петров 79261234567"),
+])
+async def test_template_screen_sends_that_very_mail(settings, write_config, tmp_path,
+                                                    key, title, subject):
+    from mikotui.screens.dialogs import SendTestDialog
+
+    with Sandbox(tmp_path / "server") as server:
+        path = write_config(server.point(settings))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(key)
+            await pilot.pause()
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            assert isinstance(app.screen, SendTestDialog)
+            assert title in str(app.screen.query_one(".dialog-title").render())
+            app.screen.query_one("#to").value = "me@example.org"
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.last_report is not None and app.last_report.ok, notes(app)
+        [got] = server.messages()
+        assert got.rcpt_tos == ("me@example.org",) and got.subject == subject
+        mail = got.parse()
+        attached = [p.get_content_type() for p in mail.iter_attachments()]
+        assert attached == (["audio/x-wav"] if key == "f3" else [])
+
+
+async def test_slow_send_shows_phase_and_seconds_and_esc_cancels_it(settings, write_config):
+    from smtp_servers import silent_server
+
+    from mikotui.screens.dialogs import SendTestDialog
+
+    with silent_server() as port:
+        smtp = replace(settings.smtp, host="127.0.0.1", port=port, encryption="none",
+                       username="", password="", timeout=30)
+        app = make_app(write_config(replace(settings, smtp=smtp)))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            await pilot.press("enter")
+            await asyncio.sleep(1.3)
+            await pilot.pause()
+            progress = str(app.screen.query_one("#progress").render())
+            assert "connecting… 1 s (Esc cancels)" in progress, progress
+            await pilot.press("ctrl+t")  # no second dialog over a running send
+            await pilot.pause()
+            assert not isinstance(app.screen, SendTestDialog)
+            assert "being sent" in notes(app)
+            await pilot.press("escape")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.phase.name == "" and "cancelled" in notes(app)
+            assert not app.screen.query_one("#progress").display
+
+
+async def test_quit_with_save_waits_for_the_test_mail_and_says_so(settings, write_config):
+    from smtp_servers import silent_server
+
+    with silent_server() as port:
+        smtp = replace(settings.smtp, host="127.0.0.1", port=port, encryption="none",
+                       username="", password="", timeout=30)
+        path = write_config(replace(settings, smtp=smtp))
+        app = make_app(path)
+        async with app.run_test(size=SIZE) as pilot:
+            await type_into(pilot, "#smtp--timeout", "20", clear=True)
+            assert app.settings.smtp.timeout == 20
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+            await pilot.click("#save")
+            await pilot.pause()
+            assert "quitting when the test mail is out (up to 20 s)" in notes(app)
+            assert app.is_running
+            await pilot.press("ctrl+q")  # again: at once
+            await pilot.pause()
+        assert app.return_value == 0
+        assert config.load(path).smtp.timeout == 20
+
+
+async def test_attachment_limit_has_a_field(config_path):
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        await type_into(pilot, "#voicemail--max_attachment_mb", "x", clear=True)
+        assert "must be a number" in str(
+            app.screen.query_one("#voicemail--max_attachment_mb").parent.parent
+            .query_one(".field-message").render())
+        await type_into(pilot, "#voicemail--max_attachment_mb", "2.5", clear=True)
+        assert app.settings.voicemail.max_attachment_mb == 2.5
+
+
+async def test_messages_take_their_own_rows_and_cover_no_action(config_path):
+    """At 80x24 a refused save's message used to float over the Save button,
+    and a failed send's over the transcript's Close."""
+    from textual.widgets import Button
+
+    app = make_app(config_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.screen.query_one("#smtp--port").value = "70000"
+        app.screen.query_one("#notifications--admin_email").value = "admin@"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        message = app.screen.query_one("#message")
+        assert message.display and "Not saved" in str(message.render())
+        assert not list(app.screen.query("Toast"))
+        for button in app.screen.query(Button):
+            assert not button.region.overlaps(message.region), button.id
+        await pilot.press("f9")  # a dialog over it: nothing floats above the dialog either
+        await pilot.pause()
+        assert not list(app.screen.query("Toast"))

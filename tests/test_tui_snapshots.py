@@ -103,6 +103,12 @@ def test_quit_dialog(snap_compare, tmp_path, lang):
     assert snap_compare(make(tmp_path, lang), run_before=edit, press=["ctrl+q"])
 
 
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_help(snap_compare, tmp_path, lang, size):
+    assert snap_compare(make(tmp_path, lang, spool=False), press=["f9"], terminal_size=size)
+
+
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_transcript_view(snap_compare, tmp_path, lang):
     """The view of a refused login, from a real SmtpFailure and Transcript."""

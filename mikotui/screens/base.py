@@ -7,10 +7,12 @@ import dataclasses
 import gc
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from mikotui import i18n
@@ -45,6 +47,7 @@ def still_cursors(screen: Screen) -> None:  # type: ignore[type-arg]
 class BaseScreen(Screen[None]):
     MODE = ""
     _banner_shown = ""
+    _message_timer: Timer | None = None
 
     @property
     def miko(self) -> MikoApp:
@@ -65,6 +68,7 @@ class BaseScreen(Screen[None]):
         if self.miko.sandbox_mode:
             yield Static(id="sandbox-banner")
         yield from self.compose_body()
+        yield Static(id="message")
         yield Static(id="progress")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -86,8 +90,11 @@ class BaseScreen(Screen[None]):
             self.show_banner()
         progress = self.query_one("#progress", Static)
         if app.phase.name:
+            import time
+
             progress.update(self.t("send.phase", to=app.phase.to,
-                                   phase=self.t(f"phase.{app.phase.name}")))
+                                   phase=self.t(f"phase.{app.phase.name}"),
+                                   seconds=int(time.monotonic() - app.phase.started)))
             progress.display = True
         elif progress.display:
             progress.display = False
@@ -108,6 +115,24 @@ class BaseScreen(Screen[None]):
         if text != self._banner_shown:
             self.query_one("#sandbox-banner", Static).update(text)
             self._banner_shown = text
+
+    def show_message(self, message: str, title: str, severity: str, timeout: float) -> None:
+        """The latest message, in its own rows above the progress line."""
+        bar = self.query_one("#message", Static)
+        text = Text()
+        if title:
+            text.append(title, style="bold")
+            text.append("\n")
+        text.append(message)
+        bar.update(text)
+        bar.set_classes(f"-{severity}")
+        bar.display = True
+        if self._message_timer is not None:
+            self._message_timer.stop()
+        self._message_timer = self.set_timer(timeout, self.hide_message)
+
+    def hide_message(self) -> None:
+        self.query_one("#message", Static).display = False
 
     def focus_key(self, key: str) -> None:
         """Bring the field of a config key into view (after a refused save)."""

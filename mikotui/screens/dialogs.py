@@ -96,16 +96,18 @@ class ConfirmDialog(Dialog):
 
 
 class SendTestDialog(Dialog):
-    """Who gets the test mail: the admin by default, or any address typed.
+    """Who gets the test mail (or a template's mail): the admin by default, or any address typed.
     Returns the address, or None when cancelled."""
 
-    def __init__(self, admin: str) -> None:
+    def __init__(self, admin: str, kind: str = "test") -> None:
         super().__init__()
         self.admin = admin
+        self.kind = kind  # "test", or the template: "missed" / "voicemail"
 
     def compose_dialog(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.t("test.title"), classes="dialog-title")
+            yield Label(self.t(f"test.title.{self.kind}" if self.kind != "test" else "test.title"),
+                        classes="dialog-title")
             yield Label(self.t("test.to"))
             yield Input(self.admin, id="to", compact=True, select_on_focus=False)
             yield Static("", id="to-error", classes="field-message")
@@ -151,6 +153,29 @@ class TranscriptScreen(Dialog):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(TranscriptView).focus()
+
+    @on(Button.Pressed, "#close")
+    def close(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(Dialog):
+    """Every key, and what each screen is for."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "key.close", key_display="Esc")]
+
+    def compose_dialog(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(self.t("help.title"), classes="dialog-title")
+            with VerticalScroll(id="help"):
+                for key in ("help.everywhere", "help.smtp", "help.templates", "help.outbox"):
+                    yield Static(Text(self.t(key)), classes="help-part")
+            with HorizontalGroup(classes="dialog-buttons"):
+                yield Button(self.t("key.close"), id="close", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#help").focus()
 
     @on(Button.Pressed, "#close")
     def close(self) -> None:

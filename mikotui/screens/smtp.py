@@ -26,7 +26,7 @@ from textual.widgets import (
 from mikotui.config import AUTHS, ENCRYPTIONS, OAUTH2_PROVIDERS, Problem, Settings
 from mikotui.screens.base import BaseScreen
 from mikotui.widgets.email_preview import EmailPreview
-from mikotui.widgets.form import Field, key_of, value_of, widget_id, with_value
+from mikotui.widgets.form import Field, key_of, number, value_of, widget_id, with_value
 
 # The three providers most PBX admins use: host, port, encryption.
 PRESETS: dict[str, tuple[str, int, str]] = {
@@ -38,7 +38,8 @@ PRESETS: dict[str, tuple[str, int, str]] = {
 # The usual port of each mode (MikoPBX moves the port between these).
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 TEXT_KEYS = ("smtp.host", "smtp.port", "smtp.username", "smtp.password",
-             "smtp.sender_address", "smtp.sender_name", "notifications.admin_email")
+             "smtp.sender_address", "smtp.sender_name", "smtp.timeout",
+             "notifications.admin_email")
 # The kinds' own switches: under the master switch, which wins.
 KIND_KEYS = ("notifications.missed_call", "notifications.voicemail", "notifications.system",
              "notifications.login")
@@ -122,6 +123,9 @@ class SmtpScreen(BaseScreen):
                 yield Field("smtp.sender_name", t("label.smtp.sender_name"),
                             Input(s.smtp.sender_name, id="smtp--sender_name", compact=True, select_on_focus=False,
                                   placeholder="MikoPBX notification"))
+                yield Field("smtp.timeout", t("label.smtp.timeout"),
+                            Input(f"{s.smtp.timeout:g}", id="smtp--timeout", compact=True,
+                                  select_on_focus=False, type="number", classes="short"))
                 yield Field("notifications.admin_email", t("label.notifications.admin_email"),
                             Input(s.notifications.admin_email, id="notifications--admin_email",
                                   compact=True, select_on_focus=False))
@@ -241,6 +245,11 @@ class SmtpScreen(BaseScreen):
                 self.miko.set_input_error(key, "whole_number")
                 return
             self.miko.set_input_error(key, None)
+        elif key == "smtp.timeout":
+            value = number(event.value)
+            self.miko.set_input_error(key, None if value is not None else "number")
+            if value is None:
+                return
         self.miko.edit(with_value(self.miko.settings, key, value))
 
     @on(Checkbox.Changed)
@@ -282,9 +291,10 @@ class SmtpScreen(BaseScreen):
         s = self.miko.settings
         for key in TEXT_KEYS:
             widget = self.query_one(f"#{widget_id(key)}", Input)
-            if key == "smtp.port" and key in self.miko.input_errors:
+            if key in self.miko.input_errors:
                 continue
-            text = str(value_of(s, key))
+            value = value_of(s, key)
+            text = f"{value:g}" if isinstance(value, float) else str(value)
             if widget.value != text:
                 widget.value = text
         self.query_one(f"#enc-{s.smtp.encryption}", RadioButton).value = True

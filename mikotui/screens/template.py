@@ -12,9 +12,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, TextArea
 
+from mikotui.config import Problem
 from mikotui.screens.base import BaseScreen
 from mikotui.widgets.email_preview import EmailPreview
-from mikotui.widgets.form import Field, key_of, widget_id, with_value
+from mikotui.widgets.form import Field, key_of, number, value_of, widget_id, with_value
 from mikotui.widgets.parameter_list import ParameterList
 
 PARTS = ("subject", "body", "footer")
@@ -49,6 +50,7 @@ class TemplateArea(TextArea):
 class TemplateScreen(BaseScreen):
     SECTION = ""  # "missed_call" | "voicemail"
     PREVIEW = ""  # preview.build kind: "missed" | "voicemail"
+    NUMBER_KEYS: tuple[str, ...] = ()  # number fields above the subject
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f7", "parameters", "key.parameters", key_display="F7"),
     ]
@@ -66,6 +68,11 @@ class TemplateScreen(BaseScreen):
                 yield Field(f"{s}.email", self.t(f"label.{s}.email"),
                             Input(tpl.email, id=widget_id(f"{s}.email"), compact=True,
                                   placeholder=self.t(f"placeholder.{s}.email"), select_on_focus=False))
+                for key in self.NUMBER_KEYS:
+                    yield Field(key, self.t(f"label.{key}"),
+                                Input(f"{value_of(self.miko.settings, key):g}", id=widget_id(key),
+                                      compact=True, select_on_focus=False, type="number",
+                                      classes="short"))
                 yield Field(f"{s}.subject", self.t("label.subject"),
                             Input(tpl.subject, id=widget_id(f"{s}.subject"), compact=True, select_on_focus=False))
                 yield from self.extra_fields()
@@ -99,8 +106,15 @@ class TemplateScreen(BaseScreen):
 
     def edited(self, widget: Widget, value: str) -> None:
         key = key_of(widget)
-        if key and key.startswith(self.SECTION + "."):
-            self.miko.edit(with_value(self.miko.settings, key, value))
+        if not (key and key.startswith(self.SECTION + ".")):
+            return
+        if key in self.NUMBER_KEYS:
+            amount = number(value)
+            self.miko.set_input_error(key, None if amount is not None else "number")
+            if amount is not None:
+                self.miko.edit(with_value(self.miko.settings, key, amount))
+            return
+        self.miko.edit(with_value(self.miko.settings, key, value))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         key = key_of(event.widget)
@@ -136,5 +150,8 @@ class TemplateScreen(BaseScreen):
         super().refresh_state()
         app = self.miko
         for field in self.query(Field):
-            field.show([p for p in app.problems if p.key == field.key], "", app.lang)
+            problems = [p for p in app.problems if p.key == field.key]
+            if field.key in app.input_errors:
+                problems = [Problem(field.key, app.input_errors[field.key])]
+            field.show(problems, "", app.lang)
         self.query_one(EmailPreview).show(app.settings, app.lang)

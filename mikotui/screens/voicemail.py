@@ -17,6 +17,7 @@ class VoicemailScreen(TemplateScreen):
     MODE = "voicemail"
     SECTION = "voicemail"
     PREVIEW = "voicemail"
+    NUMBER_KEYS = ("voicemail.max_attachment_mb",)
 
     def extra_fields(self) -> ComposeResult:
         chosen = self.miko.settings.voicemail.attachment_format

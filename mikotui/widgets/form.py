@@ -27,6 +27,14 @@ def value_of(settings: Settings, key: str) -> Any:
     return getattr(getattr(settings, section), name)
 
 
+def number(text: str) -> float | None:
+    """A number field's text as a number (3, 2.5, 2,5), or None."""
+    try:
+        return float(text.strip().replace(",", "."))
+    except ValueError:
+        return None
+
+
 def widget_id(key: str) -> str:
     return key.replace(".", "--")
 
