@@ -118,6 +118,7 @@ def english_in(line: str) -> list[str]:
     for data in DATA:
         line = line.replace(data, " ")
     line = re.sub(r"`[^`]*(?:`|$)", " ", line)  # a command to type is typed as it is
+    line = re.sub(r"\b(?:Tab|Enter|Shift|Esc)\b", " ", line)  # key names, as on the keys
     line = re.sub(r"\S*[@/.]\S*", " ", line)  # addresses, hosts, paths, MIME types
     codes = [c for c in CODE.findall(line) if c not in CONFIG_KEYS]
     return SENTENCE.findall(line) + codes
