@@ -864,3 +864,32 @@ async def test_messages_take_their_own_rows_and_cover_no_action(config_path):
         await pilot.press("f9")  # a dialog over it: nothing floats above the dialog either
         await pilot.pause()
         assert not list(app.screen.query("Toast"))
+
+
+async def test_state_and_focus_read_without_colour(config_path):
+    """A monochrome SSH terminal loses the colours: a switch says X or
+    nothing, a radio ● or ○, and the focused row's label is reversed."""
+    app = make_app(config_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        switch = app.screen.query_one("#smtp--verify_certificate")
+        assert "X" in str(switch.render())
+        await pilot.click("#smtp--verify_certificate")
+        await pilot.pause()
+        assert switch.value is False and "X" not in str(switch.render())
+        radios = {r.id: str(r.render()) for r in app.screen.query("#smtp--encryption > *")}
+        assert "●" in radios["enc-starttls"] and "○" in radios["enc-none"]
+        assert "●" not in radios["enc-none"] + radios["enc-ssl"]
+        port = app.screen.query_one("#smtp--port")
+        port.focus()
+        await pilot.pause()
+        labels = {f.key: f.query_one(".field-label") for f in app.screen.query(Field)
+                  if f.key in ("smtp.port", "smtp.host")}
+        assert labels["smtp.port"].rich_style.reverse
+        assert not labels["smtp.host"].rich_style.reverse
+        # Focus comes back to where it was after a dialog.
+        await pilot.press("f9")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.focused is port

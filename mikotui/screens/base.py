@@ -8,7 +8,7 @@ import gc
 from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.dom import DOMNode
 from textual.screen import Screen
@@ -74,6 +74,16 @@ class BaseScreen(Screen[None]):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    @on(events.DescendantFocus)
+    def mark_focused_field(self, event: events.DescendantFocus) -> None:
+        """The form row holding the focus gets `-focused` (its label shows
+        reversed: a monochrome terminal shows no grey step of background)."""
+        from mikotui.widgets.form import Field
+
+        row = next((a for a in event.widget.ancestors if isinstance(a, Field)), None)
+        for field in self.query(Field):
+            field.set_class(field is row, "-focused")
 
     @on(Input.Submitted)
     def next_field(self) -> None:

@@ -26,7 +26,16 @@ from textual.widgets import (
 from mikotui.config import AUTHS, ENCRYPTIONS, OAUTH2_PROVIDERS, Problem, Settings
 from mikotui.screens.base import BaseScreen
 from mikotui.widgets.email_preview import EmailPreview
-from mikotui.widgets.form import Field, key_of, number, value_of, widget_id, with_value
+from mikotui.widgets.form import (
+    Choice,
+    Field,
+    Switch,
+    key_of,
+    number,
+    value_of,
+    widget_id,
+    with_value,
+)
 
 # The three providers most PBX admins use: host, port, encryption.
 PRESETS: dict[str, tuple[str, int, str]] = {
@@ -100,10 +109,10 @@ class SmtpScreen(BaseScreen):
                             Input(str(s.smtp.port), id="smtp--port", compact=True, select_on_focus=False, type="integer",
                                   classes="short"))
                 yield Field("smtp.encryption", t("label.smtp.encryption"), RadioSet(
-                    *(RadioButton(t(f"enc.{e}"), value=e == s.smtp.encryption, id=f"enc-{e}",
+                    *(Choice(t(f"enc.{e}"), value=e == s.smtp.encryption, id=f"enc-{e}",
                                   compact=True) for e in ENCRYPTIONS),
                     id="smtp--encryption", compact=True))
-                yield Field("smtp.verify_certificate", "", Checkbox(
+                yield Field("smtp.verify_certificate", "", Switch(
                     t("label.smtp.verify_certificate"), s.smtp.verify_certificate,
                     id="smtp--verify_certificate", compact=True))
                 yield Field("smtp.username", t("label.smtp.username"),
@@ -129,7 +138,7 @@ class SmtpScreen(BaseScreen):
                 yield Field("notifications.admin_email", t("label.notifications.admin_email"),
                             Input(s.notifications.admin_email, id="notifications--admin_email",
                                   compact=True, select_on_focus=False))
-                yield Field("notifications.enabled", "", Checkbox(
+                yield Field("notifications.enabled", "", Switch(
                     t("label.notifications.enabled"), s.notifications.enabled,
                     id="notifications--enabled", compact=True))
                 yield Field("notifications.kinds", t("label.notifications.kinds"), *(

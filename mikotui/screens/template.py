@@ -120,6 +120,11 @@ class TemplateScreen(BaseScreen):
         key = key_of(event.widget)
         if key and key.split(".")[1] in PARTS:
             self._target = key
+        # The body's and footer's labels sit above them: mark the focused one
+        # (a background a grey step lighter is all a monochrome terminal lost).
+        for label, area in zip(self.query(".template-form > .area-label"),
+                               self.query(TemplateArea), strict=False):
+            label.set_class(area is event.widget, "-focused")
 
     def action_parameters(self) -> None:
         """From a subject, body or footer straight to the list; Enter puts the

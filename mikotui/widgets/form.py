@@ -11,9 +11,26 @@ from textual.app import ComposeResult
 from textual.containers import HorizontalGroup, VerticalGroup
 from textual.markup import escape
 from textual.widget import Widget
-from textual.widgets import Label, Static
+from textual.widgets import Checkbox, Label, RadioButton, Static
 
 from mikotui.config import Problem, Settings
+
+
+class Switch(Checkbox):
+    """A checkbox whose state shows without colour (a monochrome SSH
+    terminal): X when on, blank when off."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "X" if self.value else " "
+
+
+class Choice(RadioButton):
+    """A radio button whose state shows without colour: ● chosen, ○ not."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "●" if self.value else "○"
 
 
 def with_value(settings: Settings, key: str, value: Any) -> Settings:
