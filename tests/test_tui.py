@@ -785,7 +785,7 @@ async def test_template_screen_sends_that_very_mail(settings, write_config, tmp_
         assert got.rcpt_tos == ("me@example.org",) and got.subject == subject
         mail = got.parse()
         attached = [p.get_content_type() for p in mail.iter_attachments()]
-        assert attached == (["audio/x-wav"] if key == "f3" else [])
+        assert attached == (["audio/mpeg"] if key == "f3" else [])  # MP3 by default
 
 
 async def test_slow_send_shows_phase_and_seconds_and_esc_cancels_it(settings, write_config):

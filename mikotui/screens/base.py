@@ -148,6 +148,10 @@ class BaseScreen(Screen[None]):
         """Bring the field of a config key into view (after a refused save)."""
         if "[" in key:  # a card's key (employees[0].email): no field here has it
             return
-        widget = self.query(f"#{key.replace('.', '--')}")
-        if widget:
-            widget.first().focus()
+        found = self.query(f"#{key.replace('.', '--')}")
+        if found:
+            # At once, not animated: the message line just took rows from the
+            # form, and a slow SSH link would show the scroll crawl.
+            widget = found.first()
+            widget.focus(scroll_visible=False)
+            widget.scroll_visible(animate=False)
