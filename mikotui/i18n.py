@@ -538,7 +538,7 @@ CATALOG: dict[str, T] = {
     'help.title': T('Keys and screens', 'Клавиши и экраны'),
     'help.everywhere': T(
         'Everywhere\n'
-        '  F1 F2 F3 F4   the screens: SMTP, missed calls, voicemail, outbox\n'
+        '  F1 ... F5     the screens: SMTP, missed calls, voicemail, outbox, employees\n'
         '  ^S            save; after an SMTP change, test it by mail\n'
         '  ^T            send a test mail; on F2/F3 that very mail\n'
         '  F6            the transcript of the last test send\n'
@@ -547,7 +547,7 @@ CATALOG: dict[str, T] = {
         '  Tab, Enter    next field; Shift+Tab the one before\n'
         '  Esc           in a question: cancel; in a view: close',
         'Везде\n'
-        '  F1 F2 F3 F4   экраны: SMTP, пропущенные, голосовая почта, очередь\n'
+        '  F1 ... F5     экраны: SMTP, пропущенные, голосовая, очередь, сотрудники\n'
         '  ^S            сохранить; после смены SMTP — тестовое письмо\n'
         '  ^T            тестовое письмо; на F2/F3 — само это письмо\n'
         '  F6            протокол последней тестовой отправки\n'
@@ -559,10 +559,10 @@ CATALOG: dict[str, T] = {
         'F1 SMTP: the server every notification goes through, the login, the sender '
         'and the admin address. A provider fills in host, port and encryption; the '
         'panel beside the form (or below it) says what a send will really do. '
-        'F5, in the sandbox: fill the form in with the sandbox.',
+        'F8, in the sandbox: fill the form in with the sandbox.',
         'F1 SMTP: сервер, через который уходят все оповещения, логин, отправитель и '
         'адрес админа. Провайдер подставляет хост, порт и шифрование; панель рядом '
-        '(или ниже) говорит, что на самом деле будет при отправке. F5 в песочнице — '
+        '(или ниже) говорит, что на самом деле будет при отправке. F8 в песочнице — '
         'подставить песочницу.'),
     'help.templates': T(
         'F2 Missed calls, F3 Voicemail: the address, subject, body and footer of the '

@@ -142,7 +142,7 @@ class SmtpScreen(BaseScreen):
                     t("label.notifications.enabled"), s.notifications.enabled,
                     id="notifications--enabled", compact=True))
                 yield Field("notifications.kinds", t("label.notifications.kinds"), *(
-                    Checkbox(t(f"label.{key}"), bool(value_of(s, key)), id=widget_id(key),
+                    Switch(t(f"label.{key}"), bool(value_of(s, key)), id=widget_id(key),
                              compact=True, classes="kind") for key in KIND_KEYS))
                 with HorizontalGroup(classes="buttons"):
                     yield Button(t("button.test"), id="send-test", variant="primary", compact=True)
