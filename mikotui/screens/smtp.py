@@ -118,8 +118,8 @@ class SmtpScreen(BaseScreen):
                 yield Field("smtp.username", t("label.smtp.username"),
                             Input(s.smtp.username, id="smtp--username", compact=True, select_on_focus=False))
                 yield Field("smtp.auth", t("label.smtp.auth"), RadioSet(
-                    *(RadioButton(t(f"auth.{a}"), value=a == s.smtp.auth, id=f"auth-{a}",
-                                  compact=True) for a in AUTHS),
+                    *(Choice(t(f"auth.{a}"), value=a == s.smtp.auth, id=f"auth-{a}",
+                             compact=True) for a in AUTHS),
                     id="smtp--auth", compact=True))
                 yield from self.compose_oauth2()
                 yield Field("smtp.password", t("label.smtp.password"),
