@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mikotui.config import Settings
     from mikotui.deliver import Report
     from mikotui.notify import Login, MissedCall, Prepared
@@ -331,16 +333,37 @@ def _send_without_spool(settings: Settings, prepared: Prepared, why: str) -> tup
     return True, ""
 
 
+def _rescue_folder() -> str:
+    """Where a notification the spool can't take is kept: $TMPDIR, else
+    /var/tmp, which survives a reboot."""
+    return os.environ.get("TMPDIR") or "/var/tmp"
+
+
+def _rescue_file(folder: str, prefix: str, suffix: str, chunks: Iterable[bytes]) -> str:
+    """A private (0600, mkstemp) file in `folder` holding `chunks`, fsynced
+    before its name is given; OSError when it can't be made."""
+    import tempfile
+
+    from mikotui.durable import write_all
+
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    try:
+        for chunk in chunks:
+            write_all(fd, chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return name
+
+
 def _rescue_event(config_path: Path, event: MissedCall | SystemAlert, why: str) -> None:
     """A missed call or system alert that neither the spool nor the server
     took: kept, as a voicemail is (`_rescue_voicemail`), in a private file
     in $TMPDIR (else /var/tmp): the command that sends it again, with the
     call's own time. A person runs it (sh FILE) once the spool works."""
-    import tempfile
     import time
 
     from mikotui import notify
-    from mikotui.durable import write_all
 
     words = ["mikotui", "--config", os.path.abspath(config_path), "notify"]  # run from anywhere
     if isinstance(event, notify.MissedCall):
@@ -358,15 +381,11 @@ def _rescue_event(config_path: Path, event: MissedCall | SystemAlert, why: str) 
               f"# {one_line}\n"
               "# Once the spool works, run this file (sh FILE) to send it, then delete it.\n"
               + " ".join(shlex.quote(w) for w in words) + "\n")
-    folder = os.environ.get("TMPDIR") or "/var/tmp"
     kind = "missed" if what == "missed call" else "system"
+    folder = _rescue_folder()
     try:
-        fd, name = tempfile.mkstemp(prefix=f"mikotui-{kind}-", suffix=".sh", dir=folder)
-        try:
-            write_all(fd, script.encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        name = _rescue_file(folder, f"mikotui-{kind}-", ".sh",
+                            [script.encode("utf-8", "surrogateescape")])
     except OSError as exc:
         print(f"mikotui: {one_line}; the {what} is lost: cannot write to {folder} either: "
               f"{exc.strerror or exc}", file=sys.stderr)
@@ -507,22 +526,16 @@ def _rescue_voicemail(config_path: Path, piped: _Piped) -> None:
     """The spool can't be used, and Asterisk deletes its copy the moment we
     exit: the voicemail goes to a private file in $TMPDIR (else /var/tmp,
     which survives a reboot), for a person to feed back in."""
-    import tempfile
+    import itertools
 
     from mikotui.asterisk import MAX_INPUT
-    from mikotui.durable import write_all
 
-    folder = os.environ.get("TMPDIR") or "/var/tmp"
+    folder = _rescue_folder()
     lost = piped.rest.taken if piped.rest else 0  # copied into the failed spool write
-    try:
-        fd, name = tempfile.mkstemp(prefix="mikotui-voicemail-", suffix=".eml", dir=folder)
-        try:
-            write_all(fd, piped.head)
-            while piped.rest and (chunk := piped.rest.read(1 << 20)):
-                write_all(fd, chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    rest = iter(lambda: piped.rest.read(1 << 20), b"") if piped.rest else iter(())
+    try:  # the rest is read as it is written, never held whole
+        name = _rescue_file(folder, "mikotui-voicemail-", ".eml",
+                            itertools.chain([piped.head], rest))
     except OSError as exc:
         print(f"mikotui: the voicemail is lost: cannot write to {folder} either: "
               f"{exc.strerror or exc}", file=sys.stderr)

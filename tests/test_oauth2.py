@@ -78,19 +78,29 @@ def queued(tmp_path: Path, state: str = "queue") -> list[dict]:
         if folder.is_dir() else []
 
 
+def start_device_login(conf: str, env: dict) -> subprocess.Popen:
+    """`mikotui oauth2 login --device` as the admin runs it, its output piped."""
+    return subprocess.Popen(mikotui_command() + ["oauth2", "login", "--device", "--config", conf],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **env})
+
+
+def device_prompt(proc: subprocess.Popen) -> tuple[str, str, str]:
+    """What the device login showed, and the address and code in it."""
+    shown = read_until(proc.stdout, b"Waiting for the sign-in").decode()
+    uri = re.search(r"^  (http\S+)$", shown, re.MULTILINE).group(1)
+    code = re.search(r"enter the code:\s+(\S+)", shown).group(1)
+    return shown, uri, code
+
+
 # --- sign-in ---------------------------------------------------------------------
 
 def test_device_login_end_to_end_then_a_mail_with_xoauth2(tmp_path, ca, env):
     with AuthServer() as op, OAuthSmtp(op, ca) as mx:
         conf = save(tmp_path, oauth_settings(tmp_path, op, mx))
-        proc = subprocess.Popen(mikotui_command() + ["oauth2", "login", "--device",
-                                                     "--config", conf],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, **env})
+        proc = start_device_login(conf, env)
         try:
-            shown = read_until(proc.stdout, b"Waiting for the sign-in").decode()
-            uri = re.search(r"^  (http\S+)$", shown, re.MULTILINE).group(1)
-            code = re.search(r"enter the code:\s+(\S+)", shown).group(1)
+            shown, uri, code = device_prompt(proc)
             # The admin on another computer: the provider's own pages, code typed in.
             browser = Browser(MAILBOX, user_code=code)
             assert "Success" in browser.open(uri)
@@ -119,14 +129,9 @@ def test_device_login_end_to_end_then_a_mail_with_xoauth2(tmp_path, ca, env):
 def test_a_declined_device_login_says_so_and_stores_nothing(tmp_path, ca, env):
     with AuthServer() as op, OAuthSmtp(op, ca) as mx:
         conf = save(tmp_path, oauth_settings(tmp_path, op, mx))
-        proc = subprocess.Popen(mikotui_command() + ["oauth2", "login", "--device",
-                                                     "--config", conf],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, **env})
+        proc = start_device_login(conf, env)
         try:
-            shown = read_until(proc.stdout, b"Waiting for the sign-in").decode()
-            uri = re.search(r"^  (http\S+)$", shown, re.MULTILINE).group(1)
-            code = re.search(r"enter the code:\s+(\S+)", shown).group(1)
+            _, uri, code = device_prompt(proc)
             Browser(MAILBOX, user_code=code, decline=True).open(uri)
             _, err = proc.communicate(timeout=60)
         finally:
