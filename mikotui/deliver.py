@@ -217,23 +217,24 @@ class Courier:
         temporary = {a: f"{c} {t}".strip() for a, (c, t) in refused.items() if a not in final}
         owed = tuple(a for a in entry.meta.owed
                      if a.lower() not in got and a not in final)
-        meta = replace(entry.meta, owed=owed, refused={**entry.meta.refused, **final})
         code = _status(refused, accepted)
-        if owed:
-            error = "; ".join(f"{a}: {w}" for a, w in temporary.items()) or kind or "deferred"
-            entry = self.spool.update(entry, meta)
-            self._defer(entry, report, kind or "recipient_deferred", code, error)
-        elif meta.refused:
-            if any(a not in meta.refused for a in meta.recipients):
-                report.partial += 1  # the others have it
-            self._fail(entry, meta, report, kind or "recipient_refused", code,
-                       "refused: " + "; ".join(f"{a}: {w}" for a, w in meta.refused.items()))
-        else:
+        if not owed and not final and not entry.meta.refused:
             # The batch syncs once at its end, and its files are deleted off
             # the sending path (`Sweeper`).
             self.sweeper.add(self.spool.done(entry, sync=False, remove=False))
             report.sent += 1
             self._log(entry, result="sent", status=code or 250, error="")
+            return
+        meta = replace(entry.meta, owed=owed, refused={**entry.meta.refused, **final})
+        if owed:
+            error = "; ".join(f"{a}: {w}" for a, w in temporary.items()) or kind or "deferred"
+            entry = self.spool.update(entry, meta)
+            self._defer(entry, report, kind or "recipient_deferred", code, error)
+        else:  # someone refused it for good, now or on an earlier attempt
+            if any(a not in meta.refused for a in meta.recipients):
+                report.partial += 1  # the others have it
+            self._fail(entry, meta, report, kind or "recipient_refused", code,
+                       "refused: " + "; ".join(f"{a}: {w}" for a, w in meta.refused.items()))
 
     def _defer(self, entry: Entry, report: Report, kind: str, code: int | None,
                error: str) -> None:
@@ -288,10 +289,10 @@ class Sweeper:
     the sending needs. Where `rm` can't be started they are deleted here."""
 
     def __init__(self) -> None:
-        self.trash: list[Path] = []
+        self.trash: list[str] = []
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def add(self, trash: Path) -> None:
+    def add(self, trash: str) -> None:
         self.trash.append(trash)
 
     def sweep(self) -> None:
@@ -300,7 +301,7 @@ class Sweeper:
             return
         trash, self.trash = self.trash, []
         try:
-            self.running.append(subprocess.Popen(["rm", "-rf", "--", *map(str, trash)],
+            self.running.append(subprocess.Popen(["rm", "-rf", "--", *trash],
                                                  stdin=subprocess.DEVNULL))
         except OSError:
             for path in trash:

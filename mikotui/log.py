@@ -8,6 +8,7 @@ enqueue path the PBX waits on must not pay for the mail machinery to do it.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -25,12 +26,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 def record(spool: Spool | None, **fields: object) -> str:
     """One line of `fields` to stderr and the spool's log; returns it.
     Callers pass no secrets; values are made one line and quoted when needed."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    parts = [f"time={stamp}"]
+    parts = [f"time={_stamp(int(time.time()))}"]
     for key, value in fields.items():
         if value is None or value == "":
             value = "-"
-        text = _CONTROL.sub(" ", str(value)).strip()
+        text = str(value)
+        text = (text if text.isprintable() else _CONTROL.sub(" ", text)).strip()
         if not text or any(c in text for c in ' "=\\'):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
@@ -43,6 +44,12 @@ def record(spool: Spool | None, **fields: object) -> str:
             print(f"mikotui: cannot write {spool.root}/mikotui.log: {exc.strerror}",
                   file=sys.stderr)
     return line
+
+
+@functools.lru_cache(maxsize=4)
+def _stamp(second: int) -> str:
+    # A drain logs a thousand lines a second: one strftime per second.
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
 
 
 def warn_exposed_password(settings: Settings, spool: Spool | None) -> None:

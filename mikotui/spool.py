@@ -199,7 +199,7 @@ class Entry:
         return self.path / (RAW if self.meta.stage == "raw" else MESSAGE)
 
     def read_message(self) -> bytes:
-        return _read_file(self.message_path())
+        return _read_file(f"{self.path}/{RAW if self.meta.stage == 'raw' else MESSAGE}")
 
 
 class SpoolError(Exception):
@@ -258,6 +258,7 @@ class Owner:
 class Spool:
     def __init__(self, root: Path, max_age_hours: float = 120) -> None:
         self.root = Path(root)
+        self._root = str(self.root)  # for the paths a drain makes per entry
         self.max_age = max_age_hours * 3600
         # Entries found damaged while reading, path -> why: a deliverer puts
         # them in failed/ (`quarantine`); a reader only says so, once.
@@ -403,19 +404,19 @@ class Spool:
 
     def claim(self, entry_id: str, owner: Owner) -> Entry | None:
         """Take `queue/<id>` for `owner`; None when someone else was faster."""
-        src = self.root / "queue" / entry_id
-        dest = self._place(entry_id, owner)
+        # Strings, not Paths, on this path: a drain claims every entry.
+        dest = f"{self._root}/active/{entry_id}@{owner.token}"
         try:
-            os.rename(src, dest)
+            os.rename(f"{self._root}/queue/{entry_id}", dest)
         except FileNotFoundError:
             return None
         try:
-            return _read_entry(dest)
+            return _read_entry(Path(dest))
         except DamagedEntry as exc:
             self.damaged[dest] = str(exc)  # ours now: the caller quarantines it
             return None
 
-    def done(self, entry: Entry, *, sync: bool = True, remove: bool = True) -> Path:
+    def done(self, entry: Entry, *, sync: bool = True, remove: bool = True) -> str:
         """Delivered to everyone: out of the spool. With sync=False the
         caller calls `sync` later (a removal lost in a crash only means a
         resend); with remove=False it deletes the returned trash folder itself
@@ -425,14 +426,14 @@ class Spool:
         trash = self._trash(entry.id)
         os.rename(entry.path, trash)
         if remove:
-            _remove_tree(trash)
+            _remove_tree(Path(trash))
         if sync:
             fsync_dir(entry.path.parent)
         return trash
 
     @staticmethod
-    def remove_trash(trash: Path) -> None:
-        _remove_tree(trash)
+    def remove_trash(trash: str) -> None:
+        _remove_tree(Path(trash))
 
     def sync(self, state: str) -> None:
         fsync_dir(self.root / state)
@@ -701,10 +702,10 @@ class Spool:
             os.rename(path, trash)
         except FileNotFoundError:
             return
-        _remove_tree(trash)
+        _remove_tree(Path(trash))
 
-    def _trash(self, entry_id: str) -> Path:
-        return self.root / "tmp" / f"{TRASH}{entry_id}-{os.urandom(3).hex()}"
+    def _trash(self, entry_id: str) -> str:
+        return f"{self._root}/tmp/{TRASH}{entry_id}-{os.urandom(3).hex()}"
 
     def clean_tmp(self, older_than: float = 3600) -> list[Entry]:
         """Deletions cut short are finished, purged entries too old to
@@ -904,7 +905,7 @@ def seconds_to_due(meta: Meta, now: float, clock: tuple[str, float]) -> float:
 # --- files -------------------------------------------------------------------
 
 def _read_meta(path: Path) -> Meta:
-    return Meta.from_json(_read_file(path / META))
+    return Meta.from_json(_read_file(f"{path}/{META}"))
 
 
 def _read_entry(path: Path) -> Entry:
@@ -913,9 +914,7 @@ def _read_entry(path: Path) -> Entry:
     entry_id, at, token = path.name.partition("@")
     if not _ID.fullmatch(entry_id) or (at and not _TOKEN.fullmatch(token)):
         raise DamagedEntry(f"not an entry name in {path.parent.name}/")
-    if path.is_symlink() or not path.is_dir():
-        if not os.path.lexists(path):
-            raise FileNotFoundError(path)
+    if not stat.S_ISDIR(os.lstat(path).st_mode):  # one call: a drain does this per entry
         raise DamagedEntry(f"not a folder in {path.parent.name}/")
     try:
         meta = _read_meta(path)
@@ -945,15 +944,19 @@ def _repair(folder: Path, entry_id: str, now: float, **change: Any) -> Meta:
     return meta
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: Path | str) -> bytes:
     """A file inside an entry, never through a link (O_NOFOLLOW): a link
     planted in the spool must not have us read, and mail, what it points at."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read()
+        # Plain reads, no file object: a drain reads three files per entry.
+        parts = [os.read(fd, st.st_size + 1)]
+        while parts[-1]:
+            parts.append(os.read(fd, max(st.st_size, 1 << 16)))
+        return b"".join(parts)
     finally:
         os.close(fd)
 
