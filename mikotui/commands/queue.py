@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import json
 import math
 import os
 import re
-import stat
 import sys
 import time
 from pathlib import Path
@@ -82,16 +80,6 @@ def _count(text: str) -> int:
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
-def _read_regular(path: str) -> bytes:
-    """A file's bytes, never through a link, a FIFO or a device (each would
-    have the listing read what it points at, or wait forever)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        return f.read()
-
-
 class _Row(NamedTuple):
     id: str
     kind: str
@@ -114,7 +102,7 @@ def _read_listing(spool: Spool, state: str) -> list[_Row]:
         return []
     rows = []
     loads = json.loads
-    from mikotui.spool import _ID, _TOKEN
+    from mikotui.spool import _ID, _TOKEN, _read_file
 
     for name in names:
         entry_id, at, token = name.partition("@")
@@ -123,7 +111,7 @@ def _read_listing(spool: Spool, state: str) -> list[_Row]:
                                  f"not an entry name in {state}/"))
             continue
         try:
-            raw = loads(_read_regular(f"{folder}{name}/meta.json"))
+            raw = loads(_read_file(f"{folder}{name}/meta.json"))
         except (FileNotFoundError, NotADirectoryError):
             if os.path.isdir(folder + name):  # still there: not claimed meanwhile
                 rows.append(_damaged(spool, folder + name, entry_id, "no meta.json"))
