@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
 from mikotui.durable import fsync_dir, write_all, write_file
+from mikotui.log import LOG_KEEP, LOG_MAX, LogFile
 
 if TYPE_CHECKING:
     import random
@@ -47,10 +48,7 @@ DIRS = ("tmp", "queue", "active", "failed", "owners", "purged")
 MESSAGE = "message.eml"
 RAW = "raw.eml"
 META = "meta.json"
-LOG = "mikotui.log"
 DELIVERER = "deliverer.pid"  # see Spool.deliverer_lock
-LOG_MAX = 5 * 1024 * 1024  # bytes; then mikotui.log -> mikotui.log.1
-LOG_KEEP = 3  # rotated files kept (.1 newest)
 TRASH = "trash-"  # tmp/ folders being deleted
 
 FIRST_RETRY = 60.0  # seconds
@@ -259,6 +257,7 @@ class Spool:
     def __init__(self, root: Path, max_age_hours: float = 120) -> None:
         self.root = Path(root)
         self._root = str(self.root)  # for the paths a drain makes per entry
+        self._log_file: LogFile | None = None
         self.max_age = max_age_hours * 3600
         # Entries found damaged while reading, path -> why: a deliverer puts
         # them in failed/ (`quarantine`); a reader only says so, once.
@@ -781,58 +780,14 @@ class Spool:
 
     # --- log -----------------------------------------------------------------
 
-    _log_fd = -1
     log_max = LOG_MAX
     log_keep = LOG_KEEP
 
     def log(self, line: str) -> None:
-        """Append one line to <spool>/mikotui.log (O_APPEND and one write per
-        line: lines of several processes never interleave). A full file is
-        rotated first (`_rotate_log`)."""
-        data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")
-        fd = self._current_log()
-        size = os.fstat(fd).st_size
-        if size and size + len(data) > self.log_max:
-            fd = self._rotate_log(len(data))
-        os.write(fd, data)
-
-    def _current_log(self) -> int:
-        """Our descriptor of the file named mikotui.log now: another process
-        may have rotated the one we opened away since."""
-        path = self.root / LOG
-        if self._log_fd >= 0:
-            try:
-                if os.stat(path).st_ino == os.fstat(self._log_fd).st_ino:
-                    return self._log_fd
-            except FileNotFoundError:
-                pass
-            os.close(self._log_fd)
-        self._log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
-                               0o600)
-        return self._log_fd
-
-    def _rotate_log(self, needed: int) -> int:
-        """mikotui.log -> .1 -> .2 ... -> .`log_keep` (the oldest dropped),
-        under a lock so that writers finding the file full at once rotate it
-        once. Renaming leaves open files alone: a line another process writes
-        to its old descriptor meanwhile lands whole in .1, and each writer
-        moves to the new file at its next line. Only a file `log_keep`
-        rotations old is ever deleted."""
-        lock = os.open(self.root / (LOG + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                       0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            fd = self._current_log()  # the new file, if another process rotated
-            size = os.fstat(fd).st_size
-            if size == 0 or size + needed <= self.log_max:
-                return fd
-            for n in range(self.log_keep - 1, 0, -1):
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(self.root / f"{LOG}.{n}", self.root / f"{LOG}.{n + 1}")
-            os.rename(self.root / LOG, self.root / f"{LOG}.1")
-            return self._current_log()
-        finally:
-            os.close(lock)  # drops the flock
+        """Append one line to <spool>/mikotui.log (`log.LogFile`)."""
+        if self._log_file is None:
+            self._log_file = LogFile(self._root)
+        self._log_file.log(line, self.log_max, self.log_keep)
 
 
 def _user(uid: int) -> str:

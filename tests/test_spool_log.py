@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mikotui.spool import LOG, Spool
+from mikotui.log import LOG
+from mikotui.spool import Spool
 
 WRITER = """
 import sys
