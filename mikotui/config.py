@@ -20,14 +20,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mikotui import durable
+from mikotui import durable, enqueue
 
 ENCRYPTIONS = ("none", "starttls", "ssl")
 AUTHS = ("password", "oauth2")
 OAUTH2_PROVIDERS = ("microsoft", "google", "yandex", "custom")
 LANGUAGES = ("en", "ru")
 DEFAULT_SENDER_NAME = "MikoPBX notification"
-DEFAULT_CONFIG = Path("config") / "mikotui.toml"
+DEFAULT_CONFIG = Path(enqueue.DEFAULT_CONFIG)
 # Who of the employees gets a missed call, by where the caller is.
 MISSED_CALL_RULES = ("all", "external", "internal", "off")
 # A caller number this short is an extension of ours (MikoPBX numbers them so).
@@ -186,7 +186,7 @@ class Voicemail:
 
 @dataclass(frozen=True)
 class Spool:
-    path: str = "../var/spool"
+    path: str = enqueue.DEFAULT_SPOOL
     max_age_hours: float = 120
 
 
@@ -231,11 +231,7 @@ class Settings:
 
     def spool_dir(self) -> Path:
         """Relative spool paths are relative to the config file's folder."""
-        p = Path(self.spool.path).expanduser()
-        if not p.is_absolute():
-            base = self.path.parent if self.path else Path.cwd()
-            p = base / p
-        return Path(os.path.abspath(p))
+        return Path(enqueue.spool_root(self.path, self.spool.path))
 
     def token_path(self) -> Path:
         """The OAuth2 token file: `smtp.oauth2.token_file` (relative to the
@@ -352,12 +348,7 @@ def parse_endpoint(host: str, port: int, encryption: str) -> Endpoint:
 
 def resolve_path(arg: str | os.PathLike[str] | None = None) -> Path:
     """--config, else $MIKOTUI_CONFIG, else config/mikotui.toml under the cwd."""
-    if arg:
-        return Path(arg)
-    env = os.environ.get("MIKOTUI_CONFIG")
-    if env:
-        return Path(env)
-    return DEFAULT_CONFIG
+    return Path(enqueue.config_path(arg))
 
 
 def load(path: str | os.PathLike[str]) -> Settings:

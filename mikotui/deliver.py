@@ -175,10 +175,17 @@ class Courier:
             self._alert(entry, report)
 
     def _ready(self, entry: Entry, report: Report) -> Entry | None:
-        """A raw voicemail is parsed first (its notify died before that)."""
-        if entry.meta.stage != "raw":
+        """A raw voicemail is parsed first (its notify died before that), a
+        stored event rendered (`enqueue`: the settings of now decide)."""
+        if entry.meta.stage == "event":
+            ready, error = notify.ready_event(self.settings, self.spool, entry)
+            if ready is None and not error:
+                return None  # nobody to send it to now: gone, and logged
+            entry = ready or entry
+        elif entry.meta.stage == "raw":
+            entry, error = notify.ready_voicemail(self.settings, self.spool, entry)
+        else:
             return entry
-        entry, error = notify.ready_voicemail(self.settings, self.spool, entry)
         if error:
             self._log(entry, result="failed", error="parse", detail=error)
             report.failed += 1

@@ -404,17 +404,13 @@ def _prepare(event: MissedCall | SystemAlert | Login, settings: Settings,
             print(f"mikotui: --date {event.date!r} is not 'YYYY-MM-DD HH:MM:SS' "
                   "(e.g. '2026-11-26 14:03:12')", file=sys.stderr)
             return None
-        if not event.duration.strip().isdigit():
-            print(f"mikotui: --duration {event.duration!r} is not whole seconds (e.g. 23)",
-                  file=sys.stderr)
+        from mikotui.enqueue import missed_problem
+
+        if problem := missed_problem(event.duration, list(event.via) if event.via else None):
+            print(f"mikotui: {problem}", file=sys.stderr)
             return None
         if event.via is not None:
-            how, name = event.via[0].strip().lower(), event.via[1].strip()
-            if how not in ("queue", "group") or not name:
-                print(f"mikotui: --via {shlex.join(event.via)} is not 'queue NAME' or "
-                      "'group NAME' (e.g. --via queue Sales)", file=sys.stderr)
-                return None
-            event = replace(event, via=(how, name))
+            event = replace(event, via=(event.via[0].strip().lower(), event.via[1].strip()))
         return notify.missed_call(settings, event)
     if isinstance(event, notify.Login):
         login = _login(event)

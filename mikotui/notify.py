@@ -260,6 +260,42 @@ def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Ent
     return spool.replace_message(entry, meta, prepared.data), ""
 
 
+def ready_event(settings: Settings, spool: Spool, entry: Entry) -> tuple[Entry | None, str]:
+    """A missed call stored as its event (`enqueue`'s note says why) made a
+    ready entry with the settings of now, in place. (None, "") when those
+    settings send it to nobody: it is taken out, the log says why. A stored
+    event that is not as `enqueue` writes it goes to failed/: (entry, why)."""
+    from mikotui import config
+
+    event = entry.meta.event
+    fields = ("caller", "called", "caller_name", "called_name", "duration", "date", "lang")
+    via = event.get("via")
+    if entry.meta.kind != MISSED or not all(isinstance(event.get(k), str) for k in fields) \
+            or not (via is None or isinstance(via, list) and len(via) == 2
+                    and all(isinstance(v, str) for v in via)):
+        reason = "not a missed call as the enqueue path stores one"
+        return spool.fail(entry, reason), reason
+    lang = i18n.language(event["lang"] or None, settings.ui.language)
+    settings = config.with_language(settings, lang)
+    call = MissedCall(caller=event["caller"], called=event["called"],
+                      caller_name=event["caller_name"], called_name=event["called_name"],
+                      duration=event["duration"], date=event["date"],
+                      via=(via[0], via[1]) if via else None)
+    prepared = missed_call(settings, call)
+    if not prepared.recipients:
+        why = routing.switched_off(settings, MISSED)
+        why = f"{why} = false" if why else (
+            "nobody to send it to (" + routing.nobody_because(settings, call.called,
+                                                              call.caller) + ")")
+        spool.done(entry)
+        log.record(spool, id=entry.id, kind=MISSED, event="dropped", called=call.called,
+                   reason=why)
+        return None, ""
+    meta = replace(entry.meta, recipients=prepared.recipients, owed=prepared.recipients,
+                   subject=prepared.subject)
+    return spool.replace_message(entry, meta, prepared.data), ""
+
+
 def alert_failed(settings: Settings, spool: Spool, failed: Sequence[Entry]) -> Entry | None:
     """Queue one administrator's alert about the `failed` entries that
     need one (`needs_alert`), and mark each as told, so that none is ever

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
-from mikotui.durable import fsync_dir, write_all, write_file
+from mikotui.durable import TRASH, fsync_dir, new_id, publish, trash_path, write_all, write_file
 from mikotui.log import LOG_KEEP, LOG_MAX, LogFile
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ MESSAGE = "message.eml"
 RAW = "raw.eml"
 META = "meta.json"
 DELIVERER = "deliverer.pid"  # see Spool.deliverer_lock
-TRASH = "trash-"  # tmp/ folders being deleted
 
 FIRST_RETRY = 60.0  # seconds
 MAX_RETRY = 3600.0
@@ -143,7 +142,7 @@ def _is_texts(v: object) -> bool:
 _FIELDS: dict[str, tuple[Any, str]] = {
     "id": (lambda v: isinstance(v, str) and bool(_ID.fullmatch(v)), "an entry id"),
     "kind": (lambda v: isinstance(v, str), "text"),
-    "stage": (lambda v: v in ("ready", "raw"), '"ready" or "raw"'),
+    "stage": (lambda v: v in ("ready", "raw", "event"), '"ready", "raw" or "event"'),
     "recipients": (_is_texts, "a list of addresses"),
     "owed": (_is_texts, "a list of addresses"),
     "refused": (lambda v: isinstance(v, dict) and all(
@@ -209,13 +208,6 @@ class SpoolError(Exception):
 class DamagedEntry(ValueError):
     """An entry we did not write as it is (a hand, a broken disk, another
     program): said once and put in failed/, never a reason to stop."""
-
-
-def new_id(now: float | None = None) -> str:
-    """Sortable by creation time, unique across processes."""
-    now = time.time() if now is None else now
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return f"{stamp}.{int(now * 1e6) % 1_000_000:06d}-{os.urandom(3).hex()}"
 
 
 def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
@@ -358,17 +350,8 @@ class Spool:
         name = MESSAGE if meta.stage == "ready" else RAW
         meta = replace(meta, size=_write_new(tmp / name, data, tail))
         write_file(tmp / META, meta.to_json())
-        fsync_dir(tmp)
         dest = self._place(meta.id, owner)
-        os.rename(tmp, dest)
-        try:
-            fsync_dir(dest.parent)
-        except OSError:
-            # Not durable, so not stored: out of sight again, or a caller
-            # that sends it some other way would see recovery send it twice.
-            with contextlib.suppress(OSError):
-                os.rename(dest, self._trash(meta.id))
-            raise
+        publish(str(tmp), str(dest), self._trash(meta.id))
         return Entry(meta, dest)
 
     def _place(self, entry_id: str, owner: Owner | None) -> Path:
@@ -704,7 +687,7 @@ class Spool:
         _remove_tree(Path(trash))
 
     def _trash(self, entry_id: str) -> str:
-        return f"{self._root}/tmp/{TRASH}{entry_id}-{os.urandom(3).hex()}"
+        return trash_path(self._root, entry_id)
 
     def clean_tmp(self, older_than: float = 3600) -> list[Entry]:
         """Deletions cut short are finished, purged entries too old to

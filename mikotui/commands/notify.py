@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False  # typing's own costs the PBX's enqueue a few milliseconds
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -61,14 +64,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "missed":
+        caller_name = args.caller_name or _from_base64(args.caller_name_base64)
+        if args.queue_only:  # the dialplan's call: the standard library's path
+            from mikotui import enqueue
+
+            code = enqueue.missed(args.config, args.lang, caller=args.caller,
+                                  called=args.called, caller_name=caller_name,
+                                  called_name=args.called_name,
+                                  duration=_seconds(args.duration), date=args.date,
+                                  via=args.via)
+            if code is not None:
+                return code
     from mikotui import intake
 
     event: intake.Event
     if args.kind == "missed":
         from mikotui.notify import MissedCall
 
-        event = MissedCall(caller=args.caller, called=args.called,
-                           caller_name=args.caller_name or _from_base64(args.caller_name_base64),
+        event = MissedCall(caller=args.caller, called=args.called, caller_name=caller_name,
                            called_name=args.called_name, duration=_seconds(args.duration),
                            date=args.date, via=tuple(args.via) if args.via else None)
     elif args.kind == "voicemail":
