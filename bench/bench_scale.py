@@ -11,6 +11,8 @@ Per size N:
   whole process: start, one scan, sending, removal) against smtp-sink, in
   messages/s; beside it the same N stored messages sent by raw aiosmtplib
   over one connection and by smtplib over one connection; mikotui's max RSS.
+- events: the same N calls stored as `notify missed --queue-only` stores
+  them (the event, rendered by the deliverer), drained the same way.
 - queue list: N waiting entries listed by `mikotui queue list` against
   plain Python reading the same meta.json files (best of 3, interleaved).
 - --watch idle (largest N only): `mikotui deliver --watch` with N entries
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import smtplib
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from mikotui import config, notify
+from mikotui import config, enqueue, notify
 from mikotui.sandbox import free_port
 from mikotui.spool import Spool, new_id
 
@@ -94,6 +97,19 @@ def fill(settings: config.Settings, n: int, *, waiting: bool) -> bytes:
         (folder / "message.eml").write_bytes(prepared.data)
         (folder / "meta.json").write_bytes(meta.to_json())
     return prepared.data
+
+
+def fill_events(settings: config.Settings, n: int) -> None:
+    """N missed calls in queue/ as `notify missed --queue-only` stores them
+    (the event; the deliverer renders each), without the fsyncs."""
+    root = Path(settings.spool_dir())
+    Spool(root).ensure()
+    for i in range(n):
+        meta = enqueue.missed_meta(None, caller=str(70000000000 + i), called="201",
+                                   caller_name="", called_name="", duration="9", via=None)
+        folder = root / "queue" / meta["id"]
+        os.mkdir(folder, 0o700)
+        (folder / "meta.json").write_bytes(json.dumps(meta, indent=1).encode("ascii"))
 
 
 def run(cmd: list[str]) -> tuple[float, int, str]:
@@ -153,6 +169,9 @@ def main() -> None:
                 drain_s, rss, out = run([mikotui, "--config", conf, "deliver"])
                 assert f"sent {n}," in out, out
                 assert not os.listdir(Path(d) / "spool" / "queue")
+                fill_events(s, n)
+                events_s, _, out = run([mikotui, "--config", conf, "deliver"])
+                assert f"sent {n}," in out, out
                 aio_s = asyncio.run(raw_aiosmtplib(sink.port, data, n))
                 lib_s = raw_smtplib(sink.port, data, n)
 
@@ -165,7 +184,7 @@ def main() -> None:
                 idle = None
                 if n == max(sizes):
                     idle = watch_idle(mikotui, conf, args.idle)
-                rows.append((n, n / drain_s, n / aio_s, n / lib_s, rss / 1024,
+                rows.append((n, n / drain_s, n / events_s, n / aio_s, n / lib_s, rss / 1024,
                              min(lists), min(plains), idle))
                 print_row(rows[-1])
     finally:
@@ -193,9 +212,10 @@ def watch_idle(mikotui: str, conf: str, seconds: float) -> float:
 
 
 def print_row(row: tuple) -> None:
-    n, rate, aio, lib, rss, listed, plain, idle = row
+    n, rate, events, aio, lib, rss, listed, plain, idle = row
     print(f"{n:>6}: drain {rate:,.0f} msg/s (raw aiosmtplib 1 conn {aio:,.0f}/s = "
           f"{rate / aio:.2f}x, smtplib 1 conn {lib:,.0f}/s), max RSS {rss:.0f} MB; "
+          f"stored events rendered and sent {events:,.0f}/s; "
           f"queue list {listed:.2f} s vs plain Python {plain:.2f} s = {listed / plain:.2f}x"
           + (f"; --watch idle {idle * 100:.2f}% of a core" if idle is not None else ""),
           flush=True)

@@ -59,6 +59,8 @@ class Courier:
         self.spool = spool
         self.owner = owner
         self.sweeper = Sweeper()
+        # Stored events rendered for this batch (`notify.ready_event`), by id.
+        self.rendered: dict[str, bytes] = {}
         self.use(settings)
         self.new_run()
 
@@ -96,8 +98,11 @@ class Courier:
         report = Report()
         pending = [e for e in (self._ready(e, report) for e in entries) if e is not None]
         lanes = max(1, min(LANES, len(pending) // PER_LANE))
-        await asyncio.gather(*(self._lane(pending[i::lanes], report, stop)
-                               for i in range(lanes)))
+        try:
+            await asyncio.gather(*(self._lane(pending[i::lanes], report, stop)
+                                   for i in range(lanes)))
+        finally:
+            self.rendered.clear()  # what was not sent is rendered afresh next time
         self.spool.sync("active")
         self.sweeper.sweep()
         return report
@@ -178,10 +183,13 @@ class Courier:
         """A raw voicemail is parsed first (its notify died before that), a
         stored event rendered (`enqueue`: the settings of now decide)."""
         if entry.meta.stage == "event":
-            ready, error = notify.ready_event(self.settings, self.spool, entry)
-            if ready is None and not error:
+            ready, data, error = notify.ready_event(self.settings, self.spool, entry)
+            if ready is None:
                 return None  # nobody to send it to now: gone, and logged
-            entry = ready or entry
+            entry = ready
+            if not error:
+                self.rendered[entry.id] = data
+                return entry
         elif entry.meta.stage == "raw":
             entry, error = notify.ready_voicemail(self.settings, self.spool, entry)
         else:
@@ -198,7 +206,7 @@ class Courier:
         owed = entry.meta.owed
         # The bytes as stored go to the server: no parse and re-flatten.
         try:
-            data = entry.read_message()
+            data = self.rendered.pop(entry.id, None) or entry.read_message()
         except OSError as exc:  # a hand or a disk broke it: it must not stop the rest
             self._fail(entry, entry.meta, report, "damaged", None,
                        f"cannot read {entry.message_path().name}: {exc.strerror or exc}")

@@ -82,15 +82,9 @@ def missed(config_arg: str | None, lang: str | None, *, caller: str, called: str
     root = _usable_spool(path)
     if root is None:
         return None
-    now = time.time()
-    entry_id = durable.new_id(now)
-    event = {"caller": caller, "called": called, "caller_name": caller_name,
-             "called_name": called_name, "duration": duration.strip(),
-             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
-             "via": [via[0].strip().lower(), via[1].strip()] if via else None,
-             "lang": lang or ""}
-    meta = {"id": entry_id, "kind": "missed", "created": now, "stage": EVENT,
-            "event": event}
+    meta = missed_meta(lang, caller=caller, called=called, caller_name=caller_name,
+                       called_name=called_name, duration=duration, via=via)
+    entry_id = meta["id"]
     tmp = f"{root}/tmp/{entry_id}"
     try:
         os.mkdir(tmp, 0o700)
@@ -106,6 +100,19 @@ def missed(config_arg: str | None, lang: str | None, *, caller: str, called: str
     log.record(log.LogFile(root), id=entry_id, kind="missed", event="queued",
                called=called, stage=EVENT)
     return 0
+
+
+def missed_meta(lang: str | None, *, caller: str, called: str, caller_name: str,
+                called_name: str, duration: str, via: list[str] | None) -> dict:
+    """The meta.json of a missed call stored as its event, dated now."""
+    now = time.time()
+    event = {"caller": caller, "called": called, "caller_name": caller_name,
+             "called_name": called_name, "duration": duration.strip(),
+             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+             "via": [via[0].strip().lower(), via[1].strip()] if via else None,
+             "lang": lang or ""}
+    return {"id": durable.new_id(now), "kind": "missed", "created": now, "stage": EVENT,
+            "event": event}
 
 
 def _usable_spool(path: str) -> str | None:

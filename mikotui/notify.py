@@ -260,11 +260,16 @@ def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Ent
     return spool.replace_message(entry, meta, prepared.data), ""
 
 
-def ready_event(settings: Settings, spool: Spool, entry: Entry) -> tuple[Entry | None, str]:
-    """A missed call stored as its event (`enqueue`'s note says why) made a
-    ready entry with the settings of now, in place. (None, "") when those
+def ready_event(settings: Settings, spool: Spool, entry: Entry
+                ) -> tuple[Entry | None, bytes, str]:
+    """The mail of a missed call stored as its event (`enqueue`'s note says
+    why), rendered with the settings of now: (entry, message, ""). The
+    message is not stored: the entry stays an event on disk, so a retry is
+    rendered afresh, and a drain of stored calls costs no fsync per entry.
+    Who gets it is decided at the first attempt (then kept in `owed`, so a
+    retry never reaches someone who has it). (None, b"", "") when the
     settings send it to nobody: it is taken out, the log says why. A stored
-    event that is not as `enqueue` writes it goes to failed/: (entry, why)."""
+    event that is not as `enqueue` writes it goes to failed/: (entry, b"", why)."""
     from mikotui import config
 
     event = entry.meta.event
@@ -274,7 +279,7 @@ def ready_event(settings: Settings, spool: Spool, entry: Entry) -> tuple[Entry |
             or not (via is None or isinstance(via, list) and len(via) == 2
                     and all(isinstance(v, str) for v in via)):
         reason = "not a missed call as the enqueue path stores one"
-        return spool.fail(entry, reason), reason
+        return spool.fail(entry, reason), b"", reason
     lang = i18n.language(event["lang"] or None, settings.ui.language)
     settings = config.with_language(settings, lang)
     call = MissedCall(caller=event["caller"], called=event["called"],
@@ -290,10 +295,12 @@ def ready_event(settings: Settings, spool: Spool, entry: Entry) -> tuple[Entry |
         spool.done(entry)
         log.record(spool, id=entry.id, kind=MISSED, event="dropped", called=call.called,
                    reason=why)
-        return None, ""
-    meta = replace(entry.meta, recipients=prepared.recipients, owed=prepared.recipients,
-                   subject=prepared.subject)
-    return spool.replace_message(entry, meta, prepared.data), ""
+        return None, b"", ""
+    decided = bool(entry.meta.recipients)
+    meta = replace(entry.meta, subject=prepared.subject, size=len(prepared.data),
+                   recipients=entry.meta.recipients if decided else prepared.recipients,
+                   owed=entry.meta.owed if decided else prepared.recipients)
+    return replace(entry, meta=meta), prepared.data, ""
 
 
 def alert_failed(settings: Settings, spool: Spool, failed: Sequence[Entry]) -> Entry | None:

@@ -155,3 +155,31 @@ def test_the_enqueue_path_loads_neither_the_config_types_nor_email(tmp_path):
                          "dataclasses", "pathlib"}, sorted(loaded)
     [meta] = entries(tmp_path / "spool", "queue")
     assert meta["stage"] == "event"
+
+
+def test_a_retry_renders_afresh_but_reaches_only_who_is_still_owed(cli, tmp_path):
+    with Server() as server:
+        s = settings_for(tmp_path, server.port)
+        s = replace(s, employees=(
+            config.Employee("201", "Smith James", "smith@pbx.test, second@pbx.test"),))
+        conf = write(tmp_path, s)
+        ensure_spool(cli, conf)
+        queue_missed(cli, conf)
+        server.handler.rcpt_codes["second@pbx.test"] = "451 4.2.0 try later"
+        assert cli("--config", conf, "deliver").returncode == 0
+        assert server.handler.wait_for(1)
+        assert server.received[0].rcpt_tos == ("smith@pbx.test",)
+        [waiting] = entries(tmp_path / "spool", "queue")
+        assert waiting["stage"] == "event"  # the mail itself was never stored
+        assert waiting["owed"] == ["second@pbx.test"]
+        # Meanwhile the subject is edited: the retry has the new wording and
+        # goes to the one still owed, not to smith again.
+        server.handler.rcpt_codes.clear()
+        write(tmp_path, replace(
+            s, missed_call=replace(s.missed_call, subject="Again NOTIFICATION_CALLERID")))
+        assert cli("--config", conf, "queue", "retry", "--all").returncode == 0
+        assert cli("--config", conf, "deliver").returncode == 0
+        assert server.handler.wait_for(2)
+        assert server.received[1].rcpt_tos == ("second@pbx.test",)
+        assert server.received[1].subject == "Again 79261234567"
+        assert not entries(tmp_path / "spool", "queue")
