@@ -11,21 +11,24 @@ from __future__ import annotations
 import binascii
 import email
 import email.policy
-import itertools
+import io
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import BinaryIO
 
 from mikotui import audio, charsets
+from mikotui.durable import open_private
 from mikotui.message import Attachment, one_line
 
 MAX_INPUT = 50 * 1024 * 1024  # bigger stdin is refused before parsing
 _HEADERS = BytesHeaderParser(policy=email.policy.compat32)
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 # Every value the voicemail template can use, with what Asterisk also sends.
 VM_KEYS = ("VM_NAME", "VM_DUR", "VM_MSGNUM", "VM_CONTEXT", "VM_MAILBOX", "VM_CALLERID",
@@ -59,7 +62,7 @@ class VoicemailEvent:
     def expected_size(self) -> int:
         """The size a WAV recording says it has (0: unknown). More than its
         bytes: the mail was cut short on the way."""
-        data = self.recording.data if self.recording else b""
+        data = self.recording.head(8) if self.recording else b""
         if data[:4] != b"RIFF" or len(data) < 8:
             return 0
         return int.from_bytes(data[4:8], "little") + 8
@@ -73,18 +76,27 @@ class VoicemailEvent:
         return self.values.get("VM_CALLER_NAME", "")
 
 
-def parse(raw: bytes, max_recording: int | None = None) -> VoicemailEvent:
-    """`max_recording`: a recording bigger than this many bytes is left out
-    unread (the email module needs ~8x the input's size in memory)."""
-    if len(raw) > MAX_INPUT:
-        raise VoicemailParseError(f"input of {len(raw)} bytes is over the "
+def parse(raw: bytes | BinaryIO, max_recording: int | None = None, *,
+          spill: Path | None = None) -> VoicemailEvent:
+    """`raw`: the mail, in memory or an open file (a spool entry's raw.eml,
+    read a line at a time). `max_recording`: a recording bigger than this
+    many bytes is left out unread (the email module needs ~8x the input's
+    size in memory). `spill`: the file a recording cut out of a big mail is
+    decoded into (kept in memory without one)."""
+    stream = io.BytesIO(raw) if isinstance(raw, (bytes, bytearray)) else raw
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    if size > MAX_INPUT:
+        raise VoicemailParseError(f"input of {size} bytes is over the "
                                   f"{MAX_INPUT // (1024 * 1024)} MB limit")
     left_out, cut = 0, None
     # The email module needs ~8x a recording's size: a big one (or one over
     # the limit) is taken out of the mail before it is parsed.
-    if len(raw) > _CUT_OVER or max_recording is not None and len(raw) > max_recording:
-        raw, left_out, cut = _cut_recordings(raw, max_recording)
-    msg = _read_email(raw)
+    if size > _CUT_OVER or max_recording is not None and size > max_recording:
+        skeleton, left_out, cut = _cut_recordings(stream, max_recording, spill)
+    else:
+        skeleton = stream.read()
+    msg = _read_email(skeleton)
     text = _body_text(msg)
     values = (_json_values(text) or _key_values(text) or _stock_values(msg, text))
     if not values:
@@ -101,55 +113,142 @@ def parse(raw: bytes, max_recording: int | None = None) -> VoicemailEvent:
 
 
 _CUT_OVER = 1 << 20  # inputs up to this size go through the email module whole
+_PIECE = 1 << 16  # a line longer than this is read in pieces of it, never whole
+_BLANK = (b"\n", b"\r\n")
 
 
-def _cut_recordings(raw: bytes, limit: int | None) -> tuple[bytes, int, bytes | None]:
-    """`raw` with the base64 body of every recording part emptied, the
-    size of one over `limit` bytes (decoded; left out unread), and the
-    decoded bytes of the first one within it: decoded straight from `raw`,
-    never through the email module. Asterisk's mail is one flat
-    multipart/mixed, so its top-level parts are all there is to look at."""
-    head_end = _BLANK_LINE.search(raw)
-    if head_end is None:
-        return raw, 0, None
-    boundary = _HEADERS.parsebytes(raw[:head_end.end()]).get_boundary()
+def _lines(stream: BinaryIO) -> Iterator[tuple[bool, bytes]]:
+    """(whether it starts a line, the line or a piece of a long one)."""
+    starts = True
+    while piece := stream.readline(_PIECE):
+        yield starts, piece
+        starts = piece.endswith(b"\n")
+
+
+def _cut_recordings(stream: BinaryIO, limit: int | None,
+                    spill: Path | None) -> tuple[bytes, int, bytes | Path | None]:
+    """The mail with the base64 body of every recording part emptied, the
+    size of one over `limit` bytes (decoded; left out), and the first one
+    within it: decoded as it is read, a line at a time, into `spill` (its
+    path is returned) or memory, never through the email module. Asterisk's
+    mail is one flat multipart/mixed, so its top-level parts are all there
+    is to look at. A part the mail ends in (cut short on the way) is cut too."""
+    lines = _lines(stream)
+    out: list[bytes] = []
+    for starts, piece in lines:
+        out.append(piece)
+        if starts and piece in _BLANK and len(out) > 1:
+            break
+    else:
+        return b"".join(out), 0, None
+    boundary = _HEADERS.parsebytes(b"".join(out)).get_boundary()
     if not boundary:
-        return raw, 0, None
-    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("ascii", "replace")),
-                           re.MULTILINE)
-    marks = [m.start() for m in delimiter.finditer(raw)]
-    out, left_out, last, cut = [], 0, 0, None
-    for start, end in itertools.pairwise(marks):  # indexes into raw: no copy of a part
-        sep = _BLANK_LINE.search(raw, start, end)
-        if sep is None:
-            continue
-        headers = _HEADERS.parsebytes(raw[raw.index(b"\n", start) + 1:sep.end()])
-        encoding = str(headers["Content-Transfer-Encoding"] or "").strip().lower()
-        if not _is_recording(headers) or encoding != "base64":
-            continue
-        body = sep.end()
-        chars = end - body - raw.count(b"\n", body, end) - raw.count(b"\r", body, end)
-        size = chars * 3 // 4 - raw.count(b"=", max(body, end - 8), end)  # as decoded
-        if limit is not None and size > limit:
-            left_out = max(left_out, size)
-        elif cut is None:
-            cut = _base64_decoded(memoryview(raw)[body:end])
-        out += [raw[last:body], b"\n"]
-        last = end
-    return b"".join([*out, raw[last:]]), left_out, cut
-
-
-def _base64_decoded(text) -> bytes:
-    """Base64 with line breaks; cut off mid-group (a mail truncated on the
-    way), decoded up to the last whole group."""
+        return b"".join([*out, stream.read()]), 0, None
+    delimiter = b"--" + boundary.encode("ascii", "replace")
+    left_out, cut, sink = 0, None, None
+    part: _Base64Sink | None = None  # the recording part being cut
+    headers: list[bytes] | None = None  # a part's headers being read
     try:
-        return binascii.a2b_base64(text)
-    except binascii.Error:
-        clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", bytes(text)).rstrip(b"=")
+        for starts, piece in lines:
+            if starts and piece.startswith(delimiter):
+                if part is not None:
+                    left_out, cut = _settled(part, limit, left_out, cut, spill)
+                    out.append(b"\n")
+                    part = None
+                out += headers or ()  # a part without a blank line: kept as it is
+                out.append(piece)
+                headers = []
+            elif part is not None:
+                part.feed(piece)
+            elif headers is not None:
+                headers.append(piece)
+                if starts and piece in _BLANK:
+                    out += headers
+                    part_headers = _HEADERS.parsebytes(b"".join(headers))
+                    headers = None
+                    encoding = str(part_headers["Content-Transfer-Encoding"] or "")
+                    if _is_recording(part_headers) and encoding.strip().lower() == "base64":
+                        if cut is None and sink is None:
+                            sink = io.BytesIO() if spill is None else open_private(spill, "w+b")
+                        part = _Base64Sink(sink if cut is None else None, limit)
+            else:
+                out.append(piece)
+        if part is not None:
+            left_out, cut = _settled(part, limit, left_out, cut, spill)
+            out.append(b"\n")
+        out += headers or ()
+    finally:
+        if sink is not None and spill is not None:
+            sink.close()
+    return b"".join(out), left_out, cut
+
+
+def _settled(part: _Base64Sink, limit: int | None, left_out: int, cut: bytes | Path | None,
+             spill: Path | None) -> tuple[int, bytes | Path | None]:
+    """(left_out, cut) once a recording part has been read whole."""
+    size = part.close()
+    if limit is not None and size > limit:
+        if part.sink is not None:  # decoded in vain: the next one may take its place
+            part.sink.seek(0)
+            part.sink.truncate()
+        return max(left_out, size), cut
+    if cut is None and part.sink is not None:
+        sink = part.sink
+        return left_out, spill if spill is not None else sink.getvalue()  # type: ignore[attr-defined]
+    return left_out, cut
+
+
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")))
+
+
+class _Base64Sink:
+    """Base64 text fed a piece at a time (line breaks and stray characters
+    dropped), its bytes written to `sink` a block at a time (none: only
+    counted). Cut off mid-group (a mail truncated on the way), it is decoded
+    up to the last whole group. Past `limit` decoded bytes it stops
+    writing: such a recording is left out anyway."""
+
+    def __init__(self, sink: BinaryIO | None, limit: int | None = None) -> None:
+        self.sink, self.limit = sink, limit
+        self.chars = 0  # every character but line breaks: the size as encoded
+        self.tail = b""  # the last 8 bytes, for the padding
+        self.written = 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._carry = b""
+
+    def feed(self, piece: bytes) -> None:
+        self.chars += len(piece) - piece.count(b"\n") - piece.count(b"\r")
+        self.tail = (self.tail + piece[-8:])[-8:]
+        if self.sink is not None:
+            self._pending.append(piece)
+            self._pending_size += len(piece)
+            if self._pending_size >= _PIECE:
+                self._flush()
+
+    def _flush(self) -> None:
+        text = self._carry + b"".join(self._pending).translate(None, _NOT_BASE64)
+        self._pending, self._pending_size = [], 0
+        whole = len(text) // 4 * 4
+        self._carry = text[whole:]
+        if not whole or self.sink is None:
+            return
         try:
-            return binascii.a2b_base64(clean[:len(clean) // 4 * 4])
-        except binascii.Error:
-            return b""
+            data = binascii.a2b_base64(text[:whole])
+        except binascii.Error:  # padding in the middle: the groups around it
+            clean = text[:whole].replace(b"=", b"")
+            data = binascii.a2b_base64(clean[:len(clean) // 4 * 4])
+        if self.limit is not None and self.written + len(data) > self.limit:
+            self.sink = None  # over the limit: left out, so no use writing it
+            return
+        self.sink.write(data)
+        self.written += len(data)
+
+    def close(self) -> int:
+        """Write what is left; returns the size as decoded, by the text's length."""
+        self._flush()
+        return self.chars * 3 // 4 - self.tail.count(b"=")
 
 
 # --- the email -----------------------------------------------------------------
@@ -361,15 +460,19 @@ def _complete(values: dict[str, str], msg: EmailMessage, date: datetime | None) 
 # --- the recording --------------------------------------------------------------
 
 def _recording(msg: EmailMessage, values: dict[str, str], date: datetime | None,
-               cut: bytes | None = None) -> Attachment | None:
-    """`cut`: the recording's bytes when `_cut_recordings` took them out."""
+               cut: bytes | Path | None = None) -> Attachment | None:
+    """`cut`: the recording's bytes (or the file holding them) when
+    `_cut_recordings` took them out."""
     for part in msg.iter_attachments():
         if _is_recording(part):
-            data = _decoded(part) if cut is None else cut
-            kind = audio.sniff(data[:256], str(part.get_filename() or ""),
+            if isinstance(cut, Path):
+                found = Attachment("", "", path=cut)
+            else:
+                found = Attachment("", "", _decoded(part) if cut is None else cut)
+            kind = audio.sniff(found.head(256), str(part.get_filename() or ""),
                                part.get_content_type())
-            return Attachment(recording_name(values, date, kind.extension), kind.content_type,
-                              data)
+            return replace(found, filename=recording_name(values, date, kind.extension),
+                           content_type=kind.content_type)
     return None
 
 
@@ -380,14 +483,11 @@ def _decoded(part: Message) -> bytes:
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     if encoding != "base64":
         return part.get_payload(decode=True) or b""
-    text = re.sub(rb"[^A-Za-z0-9+/=]", b"", str(part.get_payload()).encode("ascii", "ignore"))
-    if len(text) % 4:
-        text = text.rstrip(b"=")
-        text = text[:len(text) // 4 * 4]
-    try:
-        return binascii.a2b_base64(text)
-    except binascii.Error:  # padding in the middle: let the email module try
-        return part.get_payload(decode=True) or b""
+    out = io.BytesIO()
+    decoder = _Base64Sink(out)
+    decoder.feed(str(part.get_payload()).encode("ascii", "ignore"))
+    decoder.close()
+    return out.getvalue()
 
 
 def _is_recording(part: Message) -> bool:

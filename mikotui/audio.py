@@ -120,36 +120,45 @@ def _upsampled(np, block, factor: int, last):
     return out, block[-1:]
 
 
-def converted(data: bytes, kind: Kind, target: str) -> bytes:
-    """`convert` for bytes in memory."""
-    out = io.BytesIO()
-    convert(io.BytesIO(data), kind, target, out)
-    return out.getvalue()
-
-
 def for_mail(recording, attachment_format: str, lang: str):
     """(the attachment to send, a note for the body): `recording` (a
     `message.Attachment` with Asterisk's bytes) as `attachment_format` asks.
-    A recording that can't be converted goes as it came, and the note says
-    so: a voicemail is never lost to a codec."""
+    One in a file is converted into a file beside it (a block at a time:
+    neither copy is ever held whole). A recording that can't be converted
+    goes as it came, and the note says so: a voicemail is never lost to a codec."""
     from dataclasses import replace
 
     from mikotui import i18n
 
     if recording is None or attachment_format not in TARGETS:
         return recording, ""
-    kind = sniff(recording.data[:256], recording.filename, recording.content_type)
+    kind = sniff(recording.head(256), recording.filename, recording.content_type)
     extension, content_type = TARGETS[attachment_format]
     stem = recording.filename.rsplit(".", 1)[0] if "." in recording.filename \
         else recording.filename
     if kind.name == PCM_WAV and attachment_format == "wav":
         return replace(recording, filename=stem + extension, content_type=content_type), ""
     try:
-        data = converted(recording.data, kind, attachment_format)
+        copy = _converted(recording, kind, attachment_format, extension)
     except (AudioError, RuntimeError, OSError, ImportError, MemoryError) as exc:
         note = i18n.text(lang, "attachment.unconverted", target=attachment_format.upper(),
                          why=str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__,
                          kind=kind.description)
         return recording, note
-    return replace(recording, filename=stem + extension, content_type=content_type,
-                   data=data), ""
+    return replace(copy, filename=stem + extension, content_type=content_type), ""
+
+
+def _converted(recording, kind: Kind, target: str, extension: str):
+    """`recording` converted to `target`: in memory, or in a file beside its own."""
+    from dataclasses import replace
+
+    from mikotui.durable import open_private
+
+    if recording.path is None:
+        out = io.BytesIO()
+        convert(io.BytesIO(recording.data), kind, target, out)
+        return replace(recording, data=out.getvalue())
+    path = recording.path.with_name(recording.path.name + extension)
+    with recording.open() as src, open_private(path, "w+b") as dst:
+        convert(src, kind, target, dst)
+    return replace(recording, path=path)

@@ -11,6 +11,7 @@ is given up on goes to `failed/` and the administrator gets one alert.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -204,15 +205,23 @@ class Courier:
     async def _send(self, conn: smtp.Connection, entry: Entry, report: Report) -> bool:
         """One entry; False when the connection can't carry the next one."""
         owed = entry.meta.owed
-        # The bytes as stored go to the server: no parse and re-flatten.
+        # The bytes as stored go to the server, read a piece at a time (a
+        # long voicemail's are tens of MB): no parse and re-flatten. A stored
+        # event's were rendered for this batch (small: in memory).
+        rendered = self.rendered.pop(entry.id, None)
         try:
-            data = self.rendered.pop(entry.id, None) or entry.read_message()
+            stored = io.BytesIO(rendered) if rendered else entry.open_message()
         except OSError as exc:  # a hand or a disk broke it: it must not stop the rest
             self._fail(entry, entry.meta, report, "damaged", None,
                        f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
             return True
         try:
-            result = await conn.send(data, list(owed))
+            with stored:
+                result = await conn.send(stored, list(owed))
+        except OSError as exc:  # unreadable partway: the connection was dropped with it
+            self._fail(entry, entry.meta, report, "damaged", None,
+                       f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
+            return False
         except smtp.SmtpFailure as exc:
             if exc.refused:  # every recipient refused, each with its own code
                 self._settle(entry, (), exc.refused, report, exc.kind)

@@ -1,16 +1,22 @@
 """Files that survive a crash: write, fsync, and fsync the folder that names
 them. Shared by the config's atomic save, the spool and the enqueue path
-(so the standard library's `os` alone: no pathlib here)."""
+(so the standard library's `os` alone: no pathlib here); and the private
+files of a spool entry, opened never through a link."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
+
+CHUNK = 1 << 18  # bytes copied at a time where a whole file is never held
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -19,15 +25,60 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_file(path: Path | str, data: bytes, mode: int = 0o600) -> None:
-    """Create (or truncate) `path` with exactly `mode`, write `data`, fsync."""
+def write_chunks(fd: int, data: bytes | Iterable[bytes]) -> int:
+    """Write `data`, whole or as it is made (a voicemail read from stdin, a
+    recording's base64); returns the bytes written."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = (data,)
+    size = 0
+    for chunk in data:
+        write_all(fd, chunk)
+        size += len(chunk)
+    return size
+
+
+def write_file(path: Path | str, data: bytes | Iterable[bytes], mode: int = 0o600) -> int:
+    """Create (or truncate) `path` with exactly `mode`, write `data` (whole
+    or in pieces), fsync; returns its size."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)  # the umask must neither widen nor narrow it
-        write_all(fd, data)
+        size = write_chunks(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return size
+
+
+def private_fd(path: Path | str, mode: str = "rb") -> int:
+    """The descriptor of a regular file in a folder of ours (a spool entry),
+    never opened through a link (O_NOFOLLOW) nor blocking on a FIFO: a link
+    or FIFO planted there must not have us read, and mail, what it points
+    at. "wb"/"w+b" create it 0600 (or empty it)."""
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    if mode == "rb":
+        flags |= os.O_RDONLY
+    else:
+        flags |= os.O_CREAT | os.O_TRUNC | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_private(path: Path | str, mode: str = "rb") -> BinaryIO:
+    """`private_fd` as a file object, to read or write in pieces."""
+    fd = private_fd(path, mode)
+    try:
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fsync_dir(folder: Path | str) -> None:

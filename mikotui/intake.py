@@ -16,10 +16,10 @@ import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from mikotui.config import Settings
     from mikotui.deliver import Report
@@ -67,9 +67,9 @@ def run(event: Event, *, config_path: str | None = None,
 
     kind = kind_of(event)
     path = config.resolve_path(config_path)
-    # Read before anything can fail: from here on the bytes are ours alone
-    # (Asterisk deletes its copy), and every path below keeps these bytes.
-    piped = _read_piped(stdin) if isinstance(event, Voicemail) else None
+    # Asterisk deletes its copy once we exit: every path below keeps these
+    # bytes, streamed from stdin into the spool (or a rescue file).
+    piped = _Piped(stdin) if isinstance(event, Voicemail) and stdin is not None else None
     try:
         settings = config.load(path)
     except config.ConfigError:
@@ -91,6 +91,7 @@ def run(event: Event, *, config_path: str | None = None,
                      queue_only)
     spool = intake.spool
     prepared = None
+    meta = None
     try:
         spool.ensure()
         log.warn_exposed_password(settings, spool)
@@ -125,16 +126,20 @@ def run(event: Event, *, config_path: str | None = None,
             log.record(spool, kind=kind, event="dropped", user=event.user,
                        address=event.address, reason="already reported within 5 minutes")
             return 0
+        meta = prepared.meta()
         if queue_only:
-            entry = spool.enqueue(prepared.meta(), prepared.data)
+            entry = spool.enqueue(meta, prepared.chunks())
             log.record(spool, id=entry.id, kind=entry.meta.kind, event="queued",
                        recipients=",".join(prepared.recipients), size=entry.meta.size)
             return 0
-        return intake.store_and_send(prepared.meta(), prepared.data)
+        return intake.store_and_send(meta, prepared.chunks())
     except (SpoolError, OSError) as exc:
         # Only failures before the entry was stored get here (`store_and_send`
         # handles those after): nothing is in the spool, so nothing is sent twice.
         why = _spool_problem(spool, exc)
+        if meta is not None:  # sent or kept below: what enqueue left must not be salvaged
+            with contextlib.suppress(OSError):
+                spool.discard_unfinished(meta.id)
         if kind == "voicemail" or not settings.notifications.enabled:
             print(f"mikotui: {why}", file=sys.stderr)
             if piped is not None:
@@ -161,8 +166,7 @@ class _Intake:
     def __init__(self, settings: Settings, spool: Spool, queue_only: bool) -> None:
         self.settings, self.spool, self.queue_only = settings, spool, queue_only
 
-    def store_and_send(self, meta: Meta, data: bytes, *,
-                       tail: _Rest | None = None) -> int:
+    def store_and_send(self, meta: Meta, data: bytes | Iterable[bytes]) -> int:
         """Store the entry as this process's claim, then send it (a raw
         voicemail is parsed first). A spool failure after the entry is stored
         must neither send it again nor rescue it elsewhere: it is durable,
@@ -171,7 +175,7 @@ class _Intake:
 
         owner = self.spool.owner()
         try:
-            entry = self.spool.enqueue(meta, data, tail=tail, owner=owner)
+            entry = self.spool.enqueue(meta, data, owner=owner)
         except BaseException:
             owner.close()
             raise
@@ -200,7 +204,8 @@ class _Intake:
         missed_by = tuple(e.strip() for e in event.missed_by if e.strip())
         meta = Meta(id=new_id(), kind=notify.VOICEMAIL, created=time.time(), stage="raw",
                     event={"missed_by": list(missed_by), "lang": lang})
-        return self.store_and_send(meta, piped.head, tail=piped.rest)
+        piped.spill_into(self.spool, meta)
+        return self.store_and_send(meta, piped.chunks())
 
     def _ready_and_send(self, owner: Owner, entry: Entry) -> int:
         """Parse a stored raw voicemail, then send it (or queue it)."""
@@ -460,35 +465,62 @@ def _valid_date(text: str) -> bool:
 
 # --- the voicemail's bytes, kept whatever fails --------------------------------------
 
-class _Rest:
-    """stdin past MAX_INPUT (refused anyway, but kept): copied, never held
-    in memory; counts what was read of it."""
+class _Piped:
+    """The voicemail on stdin, handed out a chunk at a time as the spool (or
+    a rescue file) writes it: a long one is never held whole. It remembers
+    what it handed out and where that was written (`spill_into`), so that a
+    write failing partway still loses no byte: `replay` gives them again,
+    those before the last chunk read back from that file."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self.taken = 0
+        self.taken = 0  # bytes handed out
+        self.last = b""  # the last chunk: perhaps only partly written
+        self.spill: tuple[Spool, Meta] | None = None
 
-    def read(self, size: int) -> bytes:
-        chunk = self.stream.read(size)
-        self.taken += len(chunk)
-        return chunk
+    def spill_into(self, spool: Spool, meta: Meta) -> None:
+        """What is handed out from now on goes to `meta`'s entry in `spool`."""
+        self.spill = (spool, meta)
 
+    def chunks(self) -> Iterator[bytes]:
+        """The rest of stdin (what no earlier call handed out)."""
+        from mikotui.durable import CHUNK
 
-class _Piped(NamedTuple):
-    head: bytes  # all of it, unless over MAX_INPUT
-    rest: _Rest | None
+        while chunk := self.stream.read(CHUNK):
+            self.taken += len(chunk)
+            self.last = chunk
+            yield chunk
 
+    def replay(self, lost: list[int]) -> Iterator[bytes]:
+        """What was handed out so far, again: read back from the spool file
+        it went to, the last chunk from memory. Bytes that file no longer
+        holds are counted in `lost`."""
+        before = self.taken - len(self.last)
+        got = 0
+        if before and self.spill is not None:
+            from mikotui.durable import CHUNK, open_private
 
-def _read_piped(stdin: BinaryIO | None) -> _Piped | None:
-    """The voicemail on stdin, read once into memory (the parser needs it
-    there anyway): the spool and the rescue file both write these bytes,
-    so a failed write loses none. None when nothing is piped."""
-    from mikotui.asterisk import MAX_INPUT
+            spool, meta = self.spill
+            try:
+                with open_private(spool.unfinished(meta)) as f:
+                    while got < before and (chunk := f.read(min(CHUNK, before - got))):
+                        got += len(chunk)
+                        yield chunk
+            except OSError:
+                pass
+        lost.append(before - got)
+        if got < before:
+            return  # a gap: the last chunk does not follow what is there
+        yield self.last
 
-    if stdin is None:
-        return None
-    head = stdin.read(MAX_INPUT + 1)
-    return _Piped(head, _Rest(stdin) if len(head) > MAX_INPUT else None)
+    def forget_spill(self) -> None:
+        """The rescue file holds it all: the spool's unfinished copy goes
+        (left, it would be salvaged and sent besides)."""
+        if self.spill is not None:
+            spool, meta = self.spill
+            with contextlib.suppress(OSError):
+                spool.discard_unfinished(meta.id)
+            self.spill = None
 
 
 def _keep_voicemail(path: Path, piped: _Piped) -> None:
@@ -506,9 +538,16 @@ def _keep_voicemail(path: Path, piped: _Piped) -> None:
         spool = Spool(config.Settings(path=path).spool_dir()).ensure()
         meta = Meta(id=new_id(), kind="voicemail", created=time.time(), stage="raw")
         with spool.owner() as owner:
-            entry = spool.enqueue(meta, piped.head, tail=piped.rest, owner=owner)
-            entry = spool.fail(entry, f"config error in {path}; fix it, then "
-                                      f"`{again} raw.eml` (the file beside this one)")
+            piped.spill_into(spool, meta)
+            entry = spool.enqueue(meta, piped.chunks(), owner=owner)
+            try:
+                entry = spool.fail(entry, f"config error in {path}; fix it, then "
+                                          f"`{again} raw.eml` (the file beside this one)")
+            except OSError as exc:  # stored all the same: no rescue file besides
+                print(f"mikotui: voicemail kept in {entry.message_path()} (not marked "
+                      f"failed: {exc.strerror or exc}); once the config is fixed: "
+                      f"{again} {shlex.quote(str(entry.message_path()))}", file=sys.stderr)
+                return
     except (SpoolError, OSError) as exc:
         print(f"mikotui: cannot keep the voicemail in the spool: "
               f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
@@ -521,23 +560,24 @@ def _keep_voicemail(path: Path, piped: _Piped) -> None:
 def _rescue_voicemail(config_path: Path, piped: _Piped) -> None:
     """The spool can't be used, and Asterisk deletes its copy the moment we
     exit: the voicemail goes to a private file in $TMPDIR (else /var/tmp,
-    which survives a reboot), for a person to feed back in."""
+    which survives a reboot), for a person to feed back in: what the failed
+    spool write took of it, then the rest of stdin."""
     import itertools
 
-    from mikotui.asterisk import MAX_INPUT
-
     folder = _rescue_folder()
-    lost = piped.rest.taken if piped.rest else 0  # copied into the failed spool write
-    rest = iter(lambda: piped.rest.read(1 << 20), b"") if piped.rest else iter(())
-    try:  # the rest is read as it is written, never held whole
+    lost: list[int] = []
+    try:  # read as it is written, never held whole
         name = _rescue_file(folder, "mikotui-voicemail-", ".eml",
-                            itertools.chain([piped.head], rest))
+                            itertools.chain(piped.replay(lost), piped.chunks()))
     except OSError as exc:
         print(f"mikotui: the voicemail is lost: cannot write to {folder} either: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return
-    gap = (f" (over the {MAX_INPUT // 2**20} MB limit; {lost} bytes after the first "
-           f"{len(piped.head)} were lost with the spool)" if lost else "")
-    print(f"mikotui: voicemail kept in {name}{gap}; once the spool works: "
+    gap = sum(lost)
+    if not gap:
+        piped.forget_spill()
+    gap_text = (f" ({gap} bytes of it were lost with the spool: they could not be "
+                "read back)" if gap else "")
+    print(f"mikotui: voicemail kept in {name}{gap_text}; once the spool works: "
           f"mikotui --config {shlex.quote(str(config_path))} notify voicemail < "
           f"{shlex.quote(name)}", file=sys.stderr)

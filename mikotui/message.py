@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import html as _html
+import io
+import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
@@ -22,16 +24,42 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import BinaryIO
 
 from mikotui import i18n, templates
 from mikotui.config import Settings
+from mikotui.durable import open_private
 
 
 @dataclass(frozen=True)
 class Attachment:
     filename: str
     content_type: str  # "maintype/subtype"
-    data: bytes
+    data: bytes = b""
+    # Where the bytes are instead of `data`: a long recording stays in a
+    # file of its spool entry, read a block at a time, never held whole.
+    path: Path | None = None
+
+    @property
+    def size(self) -> int:
+        return os.stat(self.path).st_size if self.path is not None else len(self.data)
+
+    def open(self) -> BinaryIO:
+        return open_private(self.path) if self.path is not None else io.BytesIO(self.data)
+
+    def head(self, size: int) -> bytes:
+        """The first `size` bytes (what a recording's format is told by)."""
+        if self.path is None:
+            return self.data[:size]
+        with self.open() as f:
+            return f.read(size)
+
+    def read(self) -> bytes:
+        if self.path is None:
+            return self.data
+        with self.open() as f:
+            return f.read()
 
 
 @dataclass(frozen=True)
@@ -78,7 +106,7 @@ def fit_attachment(attachment: Attachment | None, limit_mb: float,
     """The attachments to send and a note for the text when one is left out."""
     if attachment is None:
         return (), i18n.text(lang, "attachment.missing")
-    size_mb = len(attachment.data) / (1024 * 1024)
+    size_mb = attachment.size / (1024 * 1024)
     if size_mb > limit_mb:
         return (), i18n.text(lang, "attachment.too_big", size_mb=size_mb, limit_mb=limit_mb)
     return (attachment,), ""
@@ -229,6 +257,6 @@ def compose(
                         cte="quoted-printable")
     for att in attachments:
         maintype, _, subtype = att.content_type.partition("/")
-        msg.add_attachment(att.data, maintype=maintype, subtype=subtype or "octet-stream",
+        msg.add_attachment(att.read(), maintype=maintype, subtype=subtype or "octet-stream",
                            filename=one_line(att.filename))
     return msg

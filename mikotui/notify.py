@@ -6,9 +6,10 @@ Nothing here talks SMTP or imports asyncio: this is the enqueue path.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -30,12 +31,37 @@ class Prepared:
     kind: str
     recipients: tuple[str, ...]
     subject: str
-    data: bytes  # the whole RFC 5322 message
+    # The RFC 5322 message as the email package wrote it, with a stand-in
+    # line for each attachment in `spliced` (see `_prepare`).
+    composed: bytes
+    spliced: tuple[tuple[bytes, message.Attachment], ...] = ()
 
     def meta(self, **extra: object) -> Meta:
         return Meta(id=new_id(), kind=self.kind, created=time.time(),
                     recipients=self.recipients, owed=self.recipients,
                     subject=self.subject, **extra)  # type: ignore[arg-type]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The whole message in pieces, as the spool writes it: each stand-in
+        line replaced by its attachment's base64, made a block at a time
+        from the attachment's file (or bytes), in the same 76-character lines
+        the email module writes."""
+        import base64
+
+        view, at = memoryview(self.composed), 0
+        for line, att in sorted(self.spliced, key=lambda s: self.composed.index(s[0])):
+            start = self.composed.index(line, at)
+            yield view[at:start]
+            with att.open() as f:
+                while block := f.read(57 * 8192):  # whole lines
+                    yield base64.encodebytes(block)
+            at = start + len(line)
+        yield view[at:]
+
+    @property
+    def data(self) -> bytes:
+        """The whole message in memory (a small one's; tests)."""
+        return b"".join(self.chunks())
 
 
 @dataclass(frozen=True)
@@ -57,30 +83,20 @@ _SPLICE_OVER = 1 << 20  # attachments bigger than this are base64'd outside the 
 def _prepare(kind: str, rendered: message.Rendered, recipients: tuple[str, ...],
              settings: Settings, attachments=()) -> Prepared:
     """The email module holds a big attachment several times over while it
-    encodes and flattens it (a 20 MB recording took ~130 MB): a big one is
-    composed as a short stand-in, whose base64 line is then replaced by
-    the real base64, the same 76-character lines the email module writes."""
-    import base64
+    encodes and flattens it (a 20 MB recording took ~130 MB): a big one, or
+    one in a file, is composed as a short stand-in, whose base64 line
+    `Prepared.chunks` replaces with the real base64 as the message is written."""
     import os
 
-    stand_ins, real = [], {}
+    stand_ins, spliced = [], []
     for att in attachments:
-        if len(att.data) > _SPLICE_OVER:
+        if att.path is not None or len(att.data) > _SPLICE_OVER:
             token = os.urandom(30)  # 40 base64 characters: one line, found once
-            real[base64.b64encode(token) + b"\n"] = att.data
-            att = replace(att, data=token)
+            spliced.append((base64.b64encode(token) + b"\n", att))
+            att = replace(att, data=token, path=None)
         stand_ins.append(att)
     msg = message.compose(rendered, recipients, settings, attachments=stand_ins)
-    data = msg.as_bytes()
-    for line, payload in real.items():
-        at = data.index(line)
-        spliced = bytearray(data[:at])
-        view, step = memoryview(payload), 57 * 8192  # whole 76-character lines
-        for i in range(0, len(view), step):
-            spliced += base64.encodebytes(view[i:i + step])
-        spliced += data[at + len(line):]
-        data = spliced  # bytes-like all the way to the spool file: no second copy
-    return Prepared(kind, recipients, str(msg["Subject"]), data)
+    return Prepared(kind, recipients, str(msg["Subject"]), msg.as_bytes(), tuple(spliced))
 
 
 def missed_call(settings: Settings, call: MissedCall) -> Prepared:
@@ -117,8 +133,8 @@ def voicemail(settings: Settings, event, missed_by: tuple[str, ...], lang: str) 
     if event.left_out:  # too big to even read: `asterisk.parse` skipped it
         note = i18n.text(lang, "attachment.too_big", size_mb=event.left_out / 2**20,
                          limit_mb=limit_mb)
-    elif attachments and event.expected_size > len(event.recording.data):
-        note = i18n.text(lang, "attachment.incomplete", got_kb=len(event.recording.data) / 1024,
+    elif attachments and event.expected_size > event.recording.size:
+        note = i18n.text(lang, "attachment.incomplete", got_kb=event.recording.size / 1024,
                          expected_kb=event.expected_size / 1024)
     elif attachments and unconverted:
         note = unconverted
@@ -240,24 +256,31 @@ def ready_voicemail(settings: Settings, spool: Spool, entry: Entry) -> tuple[Ent
                   f"{asterisk.MAX_INPUT // (1024 * 1024)} MB limit; not parsed")
         return spool.fail(entry, reason), reason
     try:
-        limit = int(settings.voicemail.max_attachment_mb * 2**20)
-        event = asterisk.parse(entry.read_message(), max_recording=limit)
-        prepared = voicemail(settings, event, missed_by, lang)
-    except asterisk.VoicemailParseError as exc:
-        reason = f"not a voicemail email: {exc}"
-        return spool.fail(entry, reason), reason
+        raw = entry.open_message()
     except OSError as exc:  # raw.eml gone: a hand or a disk; keep what is left
         reason = f"cannot read {entry.message_path().name}: {exc.strerror or exc}"
         return spool.fail(entry, reason), reason
+    # An OSError past here is the disk refusing our writes (the recording's
+    # scratch file, message.eml): the raw entry stays as it is, tried again later.
+    try:
+        limit = int(settings.voicemail.max_attachment_mb * 2**20)
+        with raw:
+            # A long recording is decoded into the entry, and converted there.
+            event = asterisk.parse(raw, max_recording=limit, spill=entry.scratch("recording"))
+        prepared = voicemail(settings, event, missed_by, lang)
+    except asterisk.VoicemailParseError as exc:
+        reason = f"not a voicemail email: {exc}"
     except (ValueError, LookupError, TypeError, AttributeError, IndexError) as exc:
         # The email package trips over some malformed input with errors of
         # its own (it did on a bare "From:" group). Left unhandled, such an
         # entry would stop every later drain at the same place.
         reason = f"not a voicemail email: unreadable ({type(exc).__name__}: {exc})"
-        return spool.fail(entry, reason), reason
-    meta = replace(entry.meta, recipients=prepared.recipients, owed=prepared.recipients,
-                   subject=prepared.subject)
-    return spool.replace_message(entry, meta, prepared.data), ""
+    else:
+        meta = replace(entry.meta, recipients=prepared.recipients, owed=prepared.recipients,
+                       subject=prepared.subject)
+        return spool.replace_message(entry, meta, prepared.chunks()), ""
+    spool.clear_scratch(entry)
+    return spool.fail(entry, reason), reason
 
 
 def ready_event(settings: Settings, spool: Spool, entry: Entry
@@ -311,7 +334,7 @@ def alert_failed(settings: Settings, spool: Spool, failed: Sequence[Entry]) -> E
     prepared = alert(settings, [e.meta for e in told], settings.ui.language)
     if prepared is None:
         return None
-    entry = spool.enqueue(prepared.meta(), prepared.data)
+    entry = spool.enqueue(prepared.meta(), prepared.chunks())
     log.record(spool, id=entry.id, kind=ALERT, event="queued",
                about=",".join(e.id for e in told), recipients=",".join(prepared.recipients))
     for e in told:
@@ -343,7 +366,7 @@ def token_refused(settings: Settings, spool: Spool, reason: str) -> Entry | None
     prepared = _prepare(ALERT, rendered, routing.system(settings), settings)
     if not prepared.recipients:
         return None
-    entry = spool.enqueue(prepared.meta(), prepared.data)
+    entry = spool.enqueue(prepared.meta(), prepared.chunks())
     log.record(spool, id=entry.id, kind=ALERT, event="queued", about="oauth2",
                recipients=",".join(prepared.recipients))
     return entry

@@ -89,7 +89,7 @@ def as_html(preview: Preview) -> str:
 
 def attachment_line(att: Attachment) -> str:
     """How an attachment is shown in place of its bytes."""
-    return f"{att.filename} ({_size(len(att.data))}, {att.content_type})"
+    return f"{att.filename} ({_size(att.size)}, {att.content_type})"
 
 
 def _size(n: int) -> str:

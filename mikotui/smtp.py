@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
 import os
+import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
 import aiosmtplib
-from aiosmtplib.email import extract_recipients
+from aiosmtplib.email import extract_recipients, parse_address
 
 from mikotui import config
 
@@ -195,13 +198,16 @@ async def _oauth_auth(client: aiosmtplib.SMTP, mechanism: str, username: str,
 class _Wiretap:
     """Records each SMTP line as it crosses the wire, on an aiosmtplib protocol.
     Credentials after AUTH are masked before they are stored, and a message
-    body is summed up, not copied."""
+    body is summed up, not copied: from the server's 354 to the closing "."
+    everything sent is the message, in one write or in many (`_Message`)."""
 
     def __init__(self, transcript: Transcript) -> None:
         self.t = transcript
         self.tls = False
         self._in = b""
         self._auth = False
+        self._data_sent = False  # DATA sent, its 354 not yet come
+        self._message: _Message | None = None
 
     def attach(self, protocol: Any) -> None:
         write, received = protocol.write, protocol.data_received
@@ -217,12 +223,17 @@ class _Wiretap:
         protocol.write = tapped_write
         protocol.data_received = tapped_received
 
+    @property
+    def arrow(self) -> str:
+        return "~>" if self.tls else "->"
+
     def sent(self, data: bytes) -> None:
-        arrow = "~>" if self.tls else "->"
-        if data.count(b"\r\n") > 1:  # a command is one line: this is the message
-            self._sent_message(arrow, data)
+        if self._message is not None:
+            if self._message.feed(data):
+                self._message = None
             return
         line = data.decode("utf-8", "replace").rstrip("\r\n")
+        self._data_sent = line.upper() == "DATA"
         if line.upper().startswith("AUTH "):
             self._auth = True
             parts = line.split(" ", 2)
@@ -230,17 +241,7 @@ class _Wiretap:
             line = " ".join(parts[:2]) + (f" [{hidden} hidden]" if len(parts) > 2 else "")
         elif self._auth:
             line = "[credentials hidden]"
-        self.t.add(arrow, line)
-
-    def _sent_message(self, arrow: str, data: bytes) -> None:
-        head, _, body = data.partition(b"\r\n\r\n")
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            self.t.add(arrow, line)
-        self.t.add(arrow, "")
-        body = body.removesuffix(b".\r\n")
-        lines = body.count(b"\r\n")
-        self.t.add(arrow, f"[body: {len(body)} bytes, {lines} lines]")
-        self.t.add(arrow, ".")
+        self.t.add(self.arrow, line)
 
     def received(self, data: bytes) -> None:
         self._in += data
@@ -250,7 +251,51 @@ class _Wiretap:
             line = raw.decode("utf-8", "replace").rstrip("\r")
             if self._auth and not line.startswith("334"):
                 self._auth = False
+            if self._data_sent and line.startswith("354"):
+                self._message = _Message(self)
+            self._data_sent = False
             self.t.add(arrow, line)
+
+
+class _Message:
+    """The message of one DATA phase as the transcript shows it: its header
+    lines, then its body's size, then the closing "."."""
+
+    def __init__(self, tap: _Wiretap) -> None:
+        self.tap = tap
+        self.head = b""  # until the blank line that ends the header block
+        self.in_body = False
+        self.body = 0
+        self.lines = 0
+        self.tail = b""  # the last bytes sent, to see the closing "." line
+
+    def feed(self, data: bytes) -> bool:
+        """Take what was sent; True once the closing "." line went."""
+        self.tail = (self.tail + data[-5:])[-5:]
+        if not self.in_body:
+            self.head += data
+            head, sep, data = self.head.partition(b"\r\n\r\n")
+            if sep or len(self.head) > _HEAD_MAX:
+                self.head, self.in_body = head, True
+                self._show_head()
+            else:
+                data = b""
+        self.body += len(data)
+        self.lines += data.count(b"\n")
+        ended = self.tail.endswith(b"\r\n.\r\n") or self.tail == b".\r\n"
+        if ended:
+            if not self.in_body:  # no blank line: all of it was the header block
+                self.head = self.head.removesuffix(b".\r\n")
+                self._show_head()
+            self.tap.t.add(self.tap.arrow, f"[body: {max(self.body - 3, 0)} bytes, "
+                                           f"{max(self.lines - 1, 0)} lines]")
+            self.tap.t.add(self.tap.arrow, ".")
+        return ended
+
+    def _show_head(self) -> None:
+        for line in self.head.decode("utf-8", "replace").split("\r\n"):
+            self.tap.t.add(self.tap.arrow, line)
+        self.tap.t.add(self.tap.arrow, "")
 
 
 # --- results and the connection ------------------------------------------------
@@ -337,11 +382,12 @@ class Connection:
             self._client.close()
             self._client = None
 
-    async def send(self, msg: Message | bytes,
+    async def send(self, msg: Message | bytes | BinaryIO,
                    recipients: Sequence[str] | None = None) -> SendResult:
         """Send one message. Recipients the server refused while it took others
         come back in `.refused`; if it took none, `SmtpFailure`. The deliverer
-        passes the spooled bytes, which go out as they are (with `recipients`)."""
+        passes the spooled message (its file, or bytes), which goes out as it
+        is (with `recipients`), read a piece at a time."""
         if not self.connected:
             await self.open()
         assert self._client is not None
@@ -351,12 +397,13 @@ class Connection:
         rcpts = list(recipients) if recipients is not None else None
         try:
             async with asyncio.timeout(self.smtp.timeout):
-                if isinstance(msg, bytes):
-                    assert rcpts is not None
-                    refused, _ = await self._send_bytes(msg, rcpts)
-                else:
+                if isinstance(msg, Message):
                     refused, _ = await self._client.send_message(
                         msg, sender=self.smtp.from_address or None, recipients=rcpts)
+                else:
+                    assert rcpts is not None
+                    stored = io.BytesIO(msg) if isinstance(msg, bytes) else msg
+                    refused = await self._send_stored(stored, rcpts)
         except TimeoutError:
             self.abort()
             raise self.timed_out() from None
@@ -373,6 +420,11 @@ class Connection:
             raise self._failure("disconnected", str(exc)) from None
         except (aiosmtplib.SMTPNotSupported, ValueError) as exc:
             raise self._failure("permanent", str(exc)) from None
+        except OSError:
+            # The stored message could not be read, perhaps mid-DATA: this
+            # connection can carry nothing more.
+            self.abort()
+            raise
         elapsed = time.monotonic() - started
         if self.transcript:
             self.transcript.timed("send", elapsed)
@@ -381,25 +433,73 @@ class Connection:
         accepted = tuple(r for r in wanted if r not in refused_map)
         return SendResult(accepted, refused_map, elapsed, self.transcript)
 
-    async def _send_bytes(self, data: bytes, recipients: list[str]
-                          ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-        """A stored message as it is: what aiosmtplib's send_message does
-        but the parse and re-flatten (our messages are 7-bit already)."""
-        assert self._client is not None
-        sender = self.smtp.from_address or _header_sender(data)
+    async def _send_stored(self, stored: BinaryIO, recipients: list[str]
+                           ) -> dict[str, aiosmtplib.SMTPResponse]:
+        """A stored message as it is: what aiosmtplib's sendmail does (MAIL,
+        RCPT, DATA; RSET after a refusal), but the message is read from its
+        file and sent a piece at a time (`_data`): sendmail would hold a
+        long voicemail several times over. No parse and re-flatten either
+        (our messages are 7-bit already)."""
+        client = self._client
+        assert client is not None
+        sender = self.smtp.from_address or _header_sender(_stored_head(stored))
         if not sender:
             raise ValueError("No From header provided in message")
-        await self._client._ehlo_or_helo_if_needed()
-        options = []
+        for address in (sender, *recipients):  # refused before anything is sent
+            parse_address(address)
+        await client._ehlo_or_helo_if_needed()
+        options, encoding = [], "ascii"
         if not (sender + "".join(recipients)).isascii():
-            if not self._client.supports_extension("smtputf8"):
+            if not client.supports_extension("smtputf8"):
                 raise aiosmtplib.SMTPNotSupported(
                     "An address containing non-ASCII characters was provided, but "
                     "SMTPUTF8 is not supported by this server")
             options.append("SMTPUTF8")
-        if not data.isascii() and self._client.supports_extension("8BITMIME"):
+            encoding = "utf-8"
+        size, eight_bit = _measured(stored)
+        if eight_bit and client.supports_extension("8BITMIME"):
             options.append("BODY=8BITMIME")
-        return await self._client.sendmail(sender, recipients, data, mail_options=options)
+        if client.supports_extension("size"):
+            options.insert(0, f"size={size}")
+        try:
+            await client.mail(sender, options=options, encoding=encoding)
+            refused = {}
+            for rcpt in recipients:
+                try:
+                    await client.rcpt(rcpt, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused[rcpt] = aiosmtplib.SMTPResponse(exc.code, exc.message)
+            if len(refused) == len(recipients):
+                raise aiosmtplib.SMTPRecipientsRefused(
+                    [aiosmtplib.SMTPRecipientRefused(r.code, r.message, a)
+                     for a, r in refused.items()])
+            await self._data(stored)
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+            with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+                await client.rset()
+            raise
+        return refused
+
+    async def _data(self, stored: BinaryIO) -> None:
+        """DATA, then the message a piece at a time as it goes on the wire
+        (`wire_pieces`), each written once the connection has taken the one
+        before (flow control: the transport never buffers the whole)."""
+        client = self._client
+        assert client is not None and client.protocol is not None
+        response = await client.execute_command(b"DATA")
+        if response.code != 354:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        protocol = client.protocol
+        # As aiosmtplib's own DATA does: a reply the server sends before the
+        # message ends (a refusal, then hanging up) is kept for us to read.
+        protocol._response_pending = True
+        for piece in wire_pieces(stored):
+            protocol.write(piece)
+            await protocol._drain_helper()
+        protocol.write(b".\r\n")
+        response = await protocol.read_response(timeout=client.timeout)
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
 
     # The steps ----------------------------------------------------------------
 
@@ -732,14 +832,71 @@ async def send_test_email(settings: Settings, lang: str, to: str | None = None, 
 
 # --- small pure helpers -----------------------------------------------------------
 
-def _header_sender(data: bytes) -> str | None:
-    """The From of stored message bytes (sender_address unset)."""
+def _header_sender(head: bytes) -> str | None:
+    """The From of a stored message's header block (sender_address unset)."""
     import email.policy
     from email.parser import BytesHeaderParser
 
     from aiosmtplib.email import extract_sender
 
-    return extract_sender(BytesHeaderParser(policy=email.policy.compat32).parsebytes(data))
+    return extract_sender(BytesHeaderParser(policy=email.policy.compat32).parsebytes(head))
+
+
+_HEAD_MAX = 1 << 20  # header blocks are a few kB; this much is read at most
+
+
+def _stored_head(stored: BinaryIO) -> bytes:
+    """The header block of a stored message, read from its start (which
+    the stream is left at)."""
+    head = b""
+    while len(head) < _HEAD_MAX and (block := stored.read(1 << 16)):
+        head += block
+        if (end := re.search(rb"\r?\n\r?\n", head)) is not None:
+            head = head[:end.end()]
+            break
+    stored.seek(0)
+    return head
+
+
+_PIECE = 1 << 20  # bytes of the message read at a time to send
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_LINE_STARTS_WITH_DOT = re.compile(rb"(?m)^\.")
+
+
+def wire_pieces(stored: BinaryIO, *, stuffed: bool = True) -> Iterator[bytes]:
+    """The message as the DATA phase sends it, a piece at a time: every line
+    ending CRLF (as aiosmtplib writes them: a lone CR or LF too), a line
+    starting with "." given another (RFC 5321 4.5.2; not when `stuffed` is
+    False, as SIZE counts it), and a line break at the end; the closing "."
+    line is the caller's. Each piece ends at a line break, so no line ending
+    and no line's start is ever split between two pieces."""
+    carry, empty = b"", True
+    while block := stored.read(_PIECE):
+        block = carry + block
+        cut = block.rfind(b"\n") + 1  # a CR at the end stays: its LF may open the next block
+        carry = block[cut:]
+        if cut:
+            empty = False
+            yield _on_the_wire(block[:cut], stuffed)
+    if carry or empty:
+        yield _on_the_wire(carry if carry.endswith(b"\n") else carry + b"\n", stuffed)
+
+
+def _on_the_wire(lines: bytes, stuffed: bool) -> bytes:
+    lines = _LINE_ENDS.sub(b"\r\n", lines)
+    return _LINE_STARTS_WITH_DOT.sub(b"..", lines) if stuffed else lines
+
+
+def _measured(stored: BinaryIO) -> tuple[int, bool]:
+    """(the size SIZE declares: the message as sent, before dot-stuffing;
+    whether it has 8-bit bytes), read through once; the stream is left at
+    its start."""
+    size, eight_bit = 0, False
+    for piece in wire_pieces(stored, stuffed=False):
+        size += len(piece)
+        eight_bit = eight_bit or not piece.isascii()
+    stored.seek(0)
+    return size, eight_bit
 
 
 def _coded_kind(code: int, kind_5xx: str) -> str:

@@ -38,16 +38,30 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Self
 
-from mikotui.durable import TRASH, fsync_dir, new_id, publish, trash_path, write_all, write_file
+from mikotui.durable import (
+    TRASH,
+    fsync_dir,
+    new_id,
+    open_private,
+    private_fd,
+    publish,
+    trash_path,
+    write_chunks,
+    write_file,
+)
 from mikotui.log import LOG_KEEP, LOG_MAX, LogFile
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Iterable
 
 DIRS = ("tmp", "queue", "active", "failed", "owners", "purged")
 MESSAGE = "message.eml"
 RAW = "raw.eml"
 META = "meta.json"
+# Files a voicemail is made from while it is readied (its recording decoded,
+# then converted), deleted once its message.eml is written.
+SCRATCH = "part-"
 DELIVERER = "deliverer.pid"  # see Spool.deliverer_lock
 
 FIRST_RETRY = 60.0  # seconds
@@ -198,6 +212,14 @@ class Entry:
     def read_message(self) -> bytes:
         return _read_file(f"{self.path}/{RAW if self.meta.stage == 'raw' else MESSAGE}")
 
+    def open_message(self) -> BinaryIO:
+        """The message file to read in pieces (a long voicemail's is tens of MB)."""
+        return open_private(self.message_path())
+
+    def scratch(self, name: str) -> Path:
+        """A file of this entry's own to work in (see SCRATCH)."""
+        return self.path / f"{SCRATCH}{name}"
+
 
 class SpoolError(Exception):
     """An entry that is not there (any more), or a spool we cannot use."""
@@ -339,20 +361,36 @@ class Spool:
 
     # --- enqueue -------------------------------------------------------------
 
-    def enqueue(self, meta: Meta, data: bytes, *, tail: BinaryIO | None = None,
+    def enqueue(self, meta: Meta, data: bytes | Iterable[bytes], *,
                 owner: Owner | None = None) -> Entry:
         """Write durably, then rename into `queue/` — or straight into
         `active/` as `owner`'s claim, when the caller will deliver it now.
-        `tail`: the rest of an input too big to hold in memory, copied after
-        `data`. Returns only when the entry survives a crash."""
+        `data`: the message, whole or in pieces as they are read or made
+        (a voicemail from stdin is never held whole). Returns only when the
+        entry survives a crash. When it raises, what was written is left in
+        `unfinished(meta)` for the caller to take (a voicemail's rescue
+        file), then `discard_unfinished`."""
         tmp = self.root / "tmp" / meta.id
         os.mkdir(tmp, 0o700)
         name = MESSAGE if meta.stage == "ready" else RAW
-        meta = replace(meta, size=_write_new(tmp / name, data, tail))
+        meta = replace(meta, size=_write_new(tmp / name, data))
         write_file(tmp / META, meta.to_json())
         dest = self._place(meta.id, owner)
-        publish(str(tmp), str(dest), self._trash(meta.id))
+        # If the rename can't be made durable, the folder goes back to tmp/:
+        # out of sight, where the caller still finds what it wrote (`unfinished`).
+        publish(str(tmp), str(dest), str(tmp))
         return Entry(meta, dest)
+
+    def unfinished(self, meta: Meta) -> Path:
+        """Where `enqueue` writes `meta`'s message before it is stored."""
+        return self.root / "tmp" / meta.id / (MESSAGE if meta.stage == "ready" else RAW)
+
+    def discard_unfinished(self, entry_id: str) -> None:
+        """An entry `enqueue` could not store, once its caller has kept what
+        it holds some other way: left in tmp/, it would be salvaged and sent."""
+        path = self.root / "tmp" / entry_id
+        if _ID.fullmatch(entry_id) and path.is_dir() and not path.is_symlink():
+            self._delete(path)
 
     def _place(self, entry_id: str, owner: Owner | None) -> Path:
         if owner is None:
@@ -427,15 +465,24 @@ class Spool:
         fsync_dir(entry.path)
         return Entry(meta, entry.path)
 
-    def replace_message(self, entry: Entry, meta: Meta, data: bytes) -> Entry:
-        """A raw entry becomes a ready one: the message, then the metadata
-        that points at it, each renamed in whole."""
-        meta = replace(meta, size=len(data), stage="ready")
-        write_file(entry.path / (MESSAGE + ".tmp"), data)
+    def replace_message(self, entry: Entry, meta: Meta,
+                        data: bytes | Iterable[bytes]) -> Entry:
+        """A raw entry becomes a ready one: the message (whole, or in pieces
+        as they are made), then the metadata that points at it, each renamed
+        in whole; its scratch files go."""
+        size = write_file(entry.path / (MESSAGE + ".tmp"), data)
         os.replace(entry.path / (MESSAGE + ".tmp"), entry.path / MESSAGE)
-        entry = self.update(entry, meta)
+        entry = self.update(entry, replace(meta, size=size, stage="ready"))
         (entry.path / RAW).unlink(missing_ok=True)
+        self.clear_scratch(entry)
         return entry
+
+    @staticmethod
+    def clear_scratch(entry: Entry) -> None:
+        for name in os.listdir(entry.path):
+            if name.startswith(SCRATCH):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path / name)
 
     def release(self, entry: Entry) -> Entry:
         """Back to `queue/` untouched (e.g. --queue-only after parsing)."""
@@ -883,35 +930,24 @@ def _repair(folder: Path, entry_id: str, now: float, **change: Any) -> Meta:
 
 
 def _read_file(path: Path | str) -> bytes:
-    """A file inside an entry, never through a link (O_NOFOLLOW): a link
-    planted in the spool must not have us read, and mail, what it points at."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    """A file inside an entry, never through a link (`private_fd`)."""
+    fd = private_fd(path)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        size = os.fstat(fd).st_size
         # Plain reads, no file object: a drain reads three files per entry.
-        parts = [os.read(fd, st.st_size + 1)]
+        parts = [os.read(fd, size + 1)]
         while parts[-1]:
-            parts.append(os.read(fd, max(st.st_size, 1 << 16)))
+            parts.append(os.read(fd, max(size, 1 << 16)))
         return b"".join(parts)
     finally:
         os.close(fd)
 
 
-def _write_new(path: Path, data: bytes, tail: BinaryIO | None) -> int:
-    """A new 0600 file of `data` and then whatever `tail` still holds,
-    fsynced; returns its size."""
-    if tail is None:
-        write_file(path, data)
-        return len(data)
+def _write_new(path: Path, data: bytes | Iterable[bytes]) -> int:
+    """A new 0600 file of `data` (whole or in pieces), fsynced; returns its size."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    size = len(data)
     try:
-        write_all(fd, data)
-        while chunk := tail.read(1 << 20):
-            write_all(fd, chunk)
-            size += len(chunk)
+        size = write_chunks(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
