@@ -8,7 +8,9 @@
    time and max RSS (GNU time's "Maximum resident set size") of each.
 2. A --big-mb recording (default 20 MB of WAV, ~21 minutes), with
    voicemail.max_attachment_mb raised so it is attached: max RSS against the
-   size of the input, for "original" and "mp3" (issue 14's target: <= 3x).
+   size of the input, for "original" and "mp3" (issue 14's target: <= 3x),
+   queued only, then taken in and sent at once to an SMTP server on
+   127.0.0.1 (aiosmtpd, in this process: only the sender is measured).
 """
 
 from __future__ import annotations
@@ -84,6 +86,17 @@ def measured(cmd: list[str], stdin: Path) -> tuple[float, int]:
     return wall, int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
 
 
+class _Sink:
+    """An SMTP server's handler that takes every message and keeps its size only."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.sizes.append(len(envelope.original_content or envelope.content))
+        return "250 OK"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -126,6 +139,32 @@ def main() -> None:
             wall, rss = measured(cmd, big)
             print(f"  {fmt:8s} {wall:6.2f} s   max RSS {rss / 1024:6.1f} MB"
                   f" = {rss / 1024 / size_mb:.1f}x the recording")
+
+        from aiosmtpd.controller import Controller
+
+        from mikotui.sandbox import free_port
+
+        sink = _Sink()
+        port = free_port()
+        server = Controller(sink, hostname="127.0.0.1", port=port, data_size_limit=0)
+        server.start()
+        try:
+            print("  taken in and sent at once:")
+            for fmt in ("original", "mp3"):
+                s = config.load(Path(conf(fmt, args.big_mb * 2)))
+                s = replace(s, smtp=replace(s.smtp, host="127.0.0.1", port=port,
+                                            encryption="none", timeout=120))
+                sent_conf = str(config.save(s, Path(d) / f"sent-{fmt}.toml"))
+                cmd = [mikotui, "--config", sent_conf, "notify", "voicemail"]
+                before = len(sink.sizes)
+                wall, rss = measured(cmd, big)
+                if len(sink.sizes) != before + 1:
+                    sys.exit(f"{fmt}: the server got {len(sink.sizes) - before} messages")
+                print(f"  {fmt:8s} {wall:6.2f} s   max RSS {rss / 1024:6.1f} MB"
+                      f" = {rss / 1024 / size_mb:.1f}x the recording"
+                      f"   ({sink.sizes[-1] / 2**20:.1f} MB sent)")
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -858,7 +858,7 @@ def _stored_head(stored: BinaryIO) -> bytes:
     return head
 
 
-_PIECE = 1 << 20  # bytes of the message read at a time to send
+_PIECE = 1 << 18  # bytes of the message read at a time to send
 _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LINE_STARTS_WITH_DOT = re.compile(rb"(?m)^\.")
 

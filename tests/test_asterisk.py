@@ -137,3 +137,33 @@ def test_a_recording_cut_short_is_decoded_as_far_as_it_goes(cut):
     data = ev.recording.data
     assert data.startswith(b"RIFF") and WAV.startswith(data) and len(data) > 3000
     assert ev.expected_size == len(WAV)
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("cut", [None, 5000, 5001, 5002, 5003])
+def test_a_big_mail_read_from_its_file_decodes_the_recording_into_the_spill(
+        tmp_path, crlf, cut):
+    """A mail past 1 MB is read a line at a time: its recording is decoded
+    into `spill` as it is read (also when the mail ends inside it, cut short
+    on the way), the same bytes the whole mail gives in memory."""
+    raw = fixture("default")
+    start = raw.index(b"UklGR")
+    if cut is not None:
+        raw = raw[:start + cut]  # no closing boundary: the part runs to the end
+    # Past _CUT_OVER: a header line longer than the pieces a line is read in.
+    raw = raw.replace(b"\nFrom:", b"\nX-Padding: " + b"p" * (1 << 20) + b"\nFrom:", 1)
+    if crlf:
+        raw = raw.replace(b"\n", b"\r\n")
+    path, spill = tmp_path / "raw.eml", tmp_path / "part-recording"
+    path.write_bytes(raw)
+    with path.open("rb") as f:
+        ev = asterisk.parse(f, spill=spill)
+    assert ev.recording.path == spill and ev.recording.data == b""
+    data = spill.read_bytes()
+    assert ev.recording.filename == "voicemail-2026-11-26-74951234567.wav"
+    if cut is None:
+        assert data == WAV
+    else:
+        assert data.startswith(b"RIFF") and WAV.startswith(data) and len(data) > 3000
+        assert ev.expected_size == len(WAV) > ev.recording.size
+    assert ev.values == asterisk.parse(fixture("default")).values

@@ -21,14 +21,17 @@ from mikotui import config
 RAW = (FIXTURES / "asterisk-voicemail-default.eml").read_bytes()
 
 # argv[1] is "raw.eml:ERRNO" (every write to a raw.eml fails, e.g. a full
-# disk) or "Spool.<method>:ERRNO" (that spool step fails); the rest goes
-# to `mikotui`.
+# disk), "raw.eml@N:ERRNO" (the disk fills up once a raw.eml holds N bytes:
+# the write that crosses it writes what fits, then fails) or
+# "Spool.<method>:ERRNO" (that spool step fails); the rest goes to `mikotui`.
 FAULT = """
 import errno, os, sys
 from mikotui import cli, durable, spool
 
 what, name = sys.argv[1].split(":")
 code = getattr(errno, name)
+what, _, room = what.partition("@")
+room = int(room or 0)
 
 def fail(*args, **kwargs):
     raise OSError(code, os.strerror(code))
@@ -37,7 +40,10 @@ if what == "raw.eml":
     real = durable.write_all
     def write_all(fd, data):
         if os.readlink(f"/proc/self/fd/{fd}").endswith("/raw.eml"):
-            fail()
+            fits = room - os.fstat(fd).st_size
+            if fits < len(data):
+                real(fd, data[:max(fits, 0)])
+                fail()
         real(fd, data)
     durable.write_all = spool.write_all = write_all
 else:
@@ -103,6 +109,35 @@ def test_a_full_disk_keeps_every_byte_of_input_over_the_limit_too(tmp_path, serv
     [kept] = rescue.iterdir()
     assert kept.stat().st_size == len(big) and kept.read_bytes() == big
     assert f"voicemail kept in {kept};" in r.stderr_text and "lost" not in r.stderr_text
+
+
+@pytest.mark.parametrize("room", [0, 600_000, 1 << 18])
+def test_a_disk_filling_up_partway_through_the_voicemail_keeps_every_byte(
+        tmp_path, server, rescue, room):
+    """stdin goes straight into the spool, never held whole: what the
+    failed write took is read back from it into the rescue file, then the
+    rest of stdin; the half-written entry is gone (left, it would be
+    salvaged and sent besides)."""
+    conf = write(tmp_path, settings_for(tmp_path, server.port))
+    recording = bytes(range(256)) * (3 * 2**20 // 256)
+    big = with_recording(RAW, recording)
+    assert len(big) > 4 * 2**20  # several chunks of stdin
+    r = run_with_fault(f"raw.eml@{room}:ENOSPC", "--config", conf, "notify", "voicemail",
+                       input=big, env={"TMPDIR": str(rescue)})
+    assert r.returncode == 73, r.stderr_text
+    [kept] = rescue.iterdir()
+    assert kept.read_bytes() == big
+    assert f"voicemail kept in {kept};" in r.stderr_text and "lost" not in r.stderr_text
+    assert os.listdir(tmp_path / "spool" / "tmp") == [] and spool_entries(tmp_path) == []
+
+
+def with_recording(raw: bytes, recording: bytes) -> bytes:
+    """The fixture mail with its recording's base64 swapped for `recording`'s."""
+    import base64
+    import re
+
+    return re.sub(rb"(Content-Disposition: attachment;[^\n]*\n\n)[A-Za-z0-9+/=\n]+\n\n",
+                  lambda m: m.group(1) + base64.encodebytes(recording) + b"\n", raw, count=1)
 
 
 def test_a_full_disk_with_a_broken_config_keeps_every_byte(tmp_path, rescue):

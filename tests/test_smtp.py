@@ -411,3 +411,60 @@ def test_no_password_form_leaks(password: str, auth_server) -> None:
 def auth_server():
     with smtp_server("plain", auth=(USER, "only-this-one"), auth_require_tls=False) as srv:
         yield srv
+
+
+# --- a stored message, sent a piece at a time ------------------------------------
+
+def _as_aiosmtplib_sends(data: bytes, *, stuffed: bool = True) -> bytes:
+    """The DATA aiosmtplib's sendmail writes for `data` (the closing "." aside)."""
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    data = normalize_message_line_endings(data)
+    return PERIOD_REGEX.sub(b"..", data) if stuffed else data
+
+
+@settings_(max_examples=300, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"..", b"x", b"ab"]),
+                     max_size=60).map(b"".join),
+       piece=st.integers(1, 9))
+def test_pieces_on_the_wire_are_what_sendmail_writes_whole(
+        monkeypatch: pytest.MonkeyPatch, data: bytes, piece: int) -> None:
+    """Line endings and dot-stuffing are done per piece: a CR LF split
+    between two reads, or a "." opening the line after one, come out as
+    they would from the whole message."""
+    import io
+
+    monkeypatch.setattr(smtp, "_PIECE", piece)
+    for stuffed in (True, False):
+        pieces = list(smtp.wire_pieces(io.BytesIO(data), stuffed=stuffed))
+        assert b"".join(pieces) == _as_aiosmtplib_sends(data, stuffed=stuffed)
+        assert all(p.endswith(b"\r\n") for p in pieces)
+
+
+async def test_a_stored_message_goes_out_in_pieces_as_it_is(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A stored message read in small pieces arrives byte for byte (the
+    server undoes the dot-stuffing), with SIZE declared, and the transcript
+    shows its header lines and its body summed up, as for one write."""
+    monkeypatch.setattr(smtp, "_PIECE", 7)
+    stored = (b"From: " + SENDER.encode() + b"\nTo: " + TO.encode() + b"\nSubject: Pieces\n\n"
+              b".starts with a dot\n.\n..\nmiddle\r\nlast line without a break")
+    path = tmp_path / "message.eml"
+    path.write_bytes(stored)
+    with smtp_server("plain") as srv:
+        async with Connection(srv.point(settings).smtp) as conn:
+            with path.open("rb") as f:
+                result = await conn.send(f, [TO])
+            assert conn.transcript is not None
+            text = conn.transcript.text()
+    assert result.accepted == (TO,)
+    [got] = srv.handler.messages
+    assert got.raw == _as_aiosmtplib_sends(stored, stuffed=False)
+    size = len(_as_aiosmtplib_sends(stored, stuffed=False))
+    assert f"MAIL FROM:<{SENDER}> size={size}" in text
+    assert " -> Subject: Pieces\n" in text and " -> .\n" in text
+    body = _as_aiosmtplib_sends(stored).partition(b"\r\n\r\n")[2]
+    lines = body.count(b"\r\n")
+    assert f"[body: {len(body)} bytes, {lines} lines]" in text
+    assert "starts with a dot" not in text

@@ -59,3 +59,38 @@ def test_a_long_recording_goes_out_byte_for_byte(cli, tmp_path, line):
     assert part.get_content() == recording
     assert part.get_filename() == "voicemail-2026-12-02-+79261112233.wav"
     assert max(len(x) for x in got.data.splitlines()) <= 998
+
+
+@pytest.mark.parametrize("attachment_format", ["original", "mp3"])
+def test_a_long_recording_is_readied_in_its_entry_and_sent_from_there(
+        cli, tmp_path, attachment_format):
+    """Queued, the entry holds the message and its metadata only (the
+    recording decoded and converted in scratch files of the entry, gone
+    once message.eml is written); `deliver` sends it: the original byte
+    for byte, the MP3 the whole length of the call."""
+    import soundfile
+
+    recording = long_wav(400)  # 6.4 MB, past the pieces everything is read in
+    raw = with_recording(CAPTURED.read_bytes(), recording, 72)
+    with Server() as server:
+        s = settings_for(tmp_path, server.port)
+        conf = write(tmp_path, replace(s, voicemail=replace(
+            s.voicemail, attachment_format=attachment_format)))
+        r = cli("--config", conf, "notify", "voicemail", "--queue-only", input=raw)
+        assert r.returncode == 0, r.stderr_text
+        [entry] = (tmp_path / "spool" / "queue").iterdir()
+        assert sorted(p.name for p in entry.iterdir()) == ["message.eml", "meta.json"]
+        r = cli("--config", conf, "deliver")
+        assert r.returncode == 0, r.stderr_text
+        [got] = server.received
+    msg = email.message_from_bytes(got.data, policy=email.policy.default)
+    assert all(not part.defects for part in msg.walk())
+    [part] = msg.iter_attachments()
+    if attachment_format == "original":
+        assert part.get_content() == recording
+    else:
+        assert part.get_content_type() == "audio/mpeg"
+        info = soundfile.info(io.BytesIO(part.get_content()))
+        assert abs(info.frames / info.samplerate - 400) < 1
+    assert max(len(x) for x in got.data.splitlines()) <= 998
+    assert list((tmp_path / "spool" / "queue").iterdir()) == []
