@@ -185,12 +185,10 @@ def _cut_recordings(stream: BinaryIO, limit: int | None,
 
 def _settled(part: _Base64Sink, limit: int | None, left_out: int, cut: bytes | Path | None,
              spill: Path | None) -> tuple[int, bytes | Path | None]:
-    """(left_out, cut) once a recording part has been read whole."""
+    """(left_out, cut) once a recording part has been read whole. (One over
+    the limit leaves every recording out: `parse` attaches none then.)"""
     size = part.close()
     if limit is not None and size > limit:
-        if part.sink is not None:  # decoded in vain: the next one may take its place
-            part.sink.seek(0)
-            part.sink.truncate()
         return max(left_out, size), cut
     if cut is None and part.sink is not None:
         sink = part.sink
@@ -211,6 +209,7 @@ class _Base64Sink:
 
     def __init__(self, sink: BinaryIO | None, limit: int | None = None) -> None:
         self.sink, self.limit = sink, limit
+        self.over = False  # past the limit: no longer written
         self.chars = 0  # every character but line breaks: the size as encoded
         self.tail = b""  # the last 8 bytes, for the padding
         self.written = 0
@@ -221,7 +220,7 @@ class _Base64Sink:
     def feed(self, piece: bytes) -> None:
         self.chars += len(piece) - piece.count(b"\n") - piece.count(b"\r")
         self.tail = (self.tail + piece[-8:])[-8:]
-        if self.sink is not None:
+        if self.sink is not None and not self.over:
             self._pending.append(piece)
             self._pending_size += len(piece)
             if self._pending_size >= _PIECE:
@@ -232,7 +231,7 @@ class _Base64Sink:
         self._pending, self._pending_size = [], 0
         whole = len(text) // 4 * 4
         self._carry = text[whole:]
-        if not whole or self.sink is None:
+        if not whole or self.sink is None or self.over:
             return
         try:
             data = binascii.a2b_base64(text[:whole])
@@ -240,7 +239,7 @@ class _Base64Sink:
             clean = text[:whole].replace(b"=", b"")
             data = binascii.a2b_base64(clean[:len(clean) // 4 * 4])
         if self.limit is not None and self.written + len(data) > self.limit:
-            self.sink = None  # over the limit: left out, so no use writing it
+            self.over = True  # left out, so no use writing it
             return
         self.sink.write(data)
         self.written += len(data)
