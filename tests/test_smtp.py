@@ -442,8 +442,10 @@ def test_pieces_on_the_wire_are_what_sendmail_writes_whole(
         assert all(p.endswith(b"\r\n") for p in pieces)
 
 
+@pytest.mark.parametrize("mode", ["plain", "starttls"])
 async def test_a_stored_message_goes_out_in_pieces_as_it_is(
-        settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        ca: trustme.CA, mode: str) -> None:
     """A stored message read in small pieces arrives byte for byte (the
     server undoes the dot-stuffing), with SIZE declared, and the transcript
     shows its header lines and its body summed up, as for one write."""
@@ -452,7 +454,7 @@ async def test_a_stored_message_goes_out_in_pieces_as_it_is(
               b".starts with a dot\n.\n..\nmiddle\r\nlast line without a break")
     path = tmp_path / "message.eml"
     path.write_bytes(stored)
-    with smtp_server("plain") as srv:
+    with smtp_server(mode, ca=ca) as srv:
         async with Connection(srv.point(settings).smtp) as conn:
             with path.open("rb") as f:
                 result = await conn.send(f, [TO])
@@ -462,8 +464,9 @@ async def test_a_stored_message_goes_out_in_pieces_as_it_is(
     [got] = srv.handler.messages
     assert got.raw == _as_aiosmtplib_sends(stored, stuffed=False)
     size = len(_as_aiosmtplib_sends(stored, stuffed=False))
+    arrow = "->" if mode == "plain" else "~>"
     assert f"MAIL FROM:<{SENDER}> size={size}" in text
-    assert " -> Subject: Pieces\n" in text and " -> .\n" in text
+    assert f" {arrow} Subject: Pieces\n" in text and f" {arrow} .\n" in text
     body = _as_aiosmtplib_sends(stored).partition(b"\r\n\r\n")[2]
     lines = body.count(b"\r\n")
     assert f"[body: {len(body)} bytes, {lines} lines]" in text
