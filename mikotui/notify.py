@@ -320,10 +320,11 @@ def ready_event(settings: Settings, spool: Spool, entry: Entry
                    reason=why)
         return None, b"", ""
     decided = bool(entry.meta.recipients)
-    meta = replace(entry.meta, subject=prepared.subject, size=len(prepared.data),
+    data = prepared.data  # a missed call's mail: small, joined once
+    meta = replace(entry.meta, subject=prepared.subject, size=len(data),
                    recipients=entry.meta.recipients if decided else prepared.recipients,
                    owed=entry.meta.owed if decided else prepared.recipients)
-    return replace(entry, meta=meta), prepared.data, ""
+    return replace(entry, meta=meta), data, ""
 
 
 def alert_failed(settings: Settings, spool: Spool, failed: Sequence[Entry]) -> Entry | None:
