@@ -212,15 +212,13 @@ class Courier:
         try:
             stored = io.BytesIO(rendered) if rendered else entry.open_message()
         except OSError as exc:  # a hand or a disk broke it: it must not stop the rest
-            self._fail(entry, entry.meta, report, "damaged", None,
-                       f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
+            self._unreadable(entry, report, exc)
             return True
         try:
             with stored:
                 result = await conn.send(stored, list(owed))
         except OSError as exc:  # unreadable partway: the connection was dropped with it
-            self._fail(entry, entry.meta, report, "damaged", None,
-                       f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
+            self._unreadable(entry, report, exc)
             return False
         except smtp.SmtpFailure as exc:
             if exc.refused:  # every recipient refused, each with its own code
@@ -232,6 +230,10 @@ class Courier:
             return exc.kind not in ("timeout", "disconnected")
         self._settle(entry, result.accepted, result.refused, report, "")
         return True
+
+    def _unreadable(self, entry: Entry, report: Report, exc: OSError) -> None:
+        self._fail(entry, entry.meta, report, "damaged", None,
+                   f"cannot read {entry.message_path().name}: {exc.strerror or exc}")
 
     def _settle(self, entry: Entry, accepted, refused: dict, report: Report,
                 kind: str) -> None:

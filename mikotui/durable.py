@@ -62,9 +62,10 @@ def private_fd(path: Path | str, mode: str = "rb") -> int:
         flags |= os.O_CREAT | os.O_TRUNC | (os.O_RDWR if "+" in mode else os.O_WRONLY)
     fd = os.open(path, flags, 0o600)
     try:
+        # (O_NONBLOCK only kept a FIFO from blocking the open: a regular
+        # file's reads and writes never heed it.)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
@@ -88,6 +89,21 @@ def fsync_dir(folder: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_folder(path: Path | str) -> None:
+    """Delete an entry folder; another process cleaning it too is fine.
+    A link is removed, never what it points at."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+            return
+        for name in os.listdir(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 TRASH = "trash-"  # tmp/ folders being deleted

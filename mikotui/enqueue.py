@@ -14,7 +14,7 @@ What the settings decide is decided when it is sent, with the settings of
 that moment: who gets it, the names from the employee cards, the language's
 default texts, the template's wording, and whether missed-call mail is
 switched on at all. A template edited during an outage is the one the
-waiting calls go out with, each rendered once from one config.
+waiting calls go out with, each attempt rendered from one config.
 
 Anything out of the ordinary (no config, a TOML error, a spool to create
 or refuse, notifications switched off, a --date to check) is left to the
@@ -27,8 +27,10 @@ Also here, for the same reason: where the config file and the spool are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import sys
 import time
 import tomllib
@@ -95,7 +97,10 @@ def missed(config_arg: str | None, lang: str | None, *, caller: str, called: str
         trash = durable.trash_path(root, entry_id)
         durable.publish(tmp, f"{root}/queue/{entry_id}", trash)
     except OSError:
-        _remove(tmp)  # not stored: the full intake tries again, or rescues the call
+        # Not stored: the full intake tries again, or rescues the call. Left
+        # in tmp/, an old one would be salvaged into queue/ by a deliverer.
+        with contextlib.suppress(OSError):
+            durable.remove_folder(tmp)
         return None
     log.record(log.LogFile(root), id=entry_id, kind="missed", event="queued",
                called=called, stage=EVENT)
@@ -143,16 +148,7 @@ def _usable_spool(path: str) -> str | None:
             return None
         # A plain folder of ours that nobody else may write to; anything else
         # (a link, another owner) is for `Spool.ensure` to judge.
-        if not (st.st_mode & 0o170000 == 0o040000 and st.st_uid == me
-                and not st.st_mode & 0o022):
+        if not (stat.S_ISDIR(st.st_mode) and st.st_uid == me and not st.st_mode & 0o022):
             return None
     return root
 
-
-def _remove(folder: str) -> None:
-    try:
-        for name in os.listdir(folder):
-            os.unlink(f"{folder}/{name}")
-        os.rmdir(folder)
-    except OSError:
-        pass  # left in tmp/, an old one is salvaged into queue/ by a deliverer

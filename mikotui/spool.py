@@ -45,6 +45,7 @@ from mikotui.durable import (
     open_private,
     private_fd,
     publish,
+    remove_folder,
     trash_path,
     write_chunks,
     write_file,
@@ -210,7 +211,7 @@ class Entry:
         return self.path / (RAW if self.meta.stage == "raw" else MESSAGE)
 
     def read_message(self) -> bytes:
-        return _read_file(f"{self.path}/{RAW if self.meta.stage == 'raw' else MESSAGE}")
+        return _read_file(self.message_path())
 
     def open_message(self) -> BinaryIO:
         """The message file to read in pieces (a long voicemail's is tens of MB)."""
@@ -446,14 +447,14 @@ class Spool:
         trash = self._trash(entry.id)
         os.rename(entry.path, trash)
         if remove:
-            _remove_tree(Path(trash))
+            remove_folder(trash)
         if sync:
             fsync_dir(entry.path.parent)
         return trash
 
     @staticmethod
     def remove_trash(trash: str) -> None:
-        _remove_tree(Path(trash))
+        remove_folder(trash)
 
     def sync(self, state: str) -> None:
         fsync_dir(self.root / state)
@@ -731,7 +732,7 @@ class Spool:
             os.rename(path, trash)
         except FileNotFoundError:
             return
-        _remove_tree(Path(trash))
+        remove_folder(trash)
 
     def _trash(self, entry_id: str) -> str:
         return trash_path(self._root, entry_id)
@@ -748,7 +749,7 @@ class Spool:
         for path in _listdir(self.root / "tmp"):
             try:
                 if path.name.startswith(TRASH):
-                    _remove_tree(path)
+                    remove_folder(path)
                 elif path.lstat().st_mtime < limit and (entry := self._salvage(path)):
                     salvaged.append(entry)
             except FileNotFoundError:
@@ -761,7 +762,7 @@ class Spool:
         (parsed by the deliverer like any other); a message.eml without it,
         addressed as its To/Cc say. Anything else is deleted."""
         if path.is_symlink() or not path.is_dir() or not _ID.fullmatch(path.name):
-            _remove_tree(path)
+            remove_folder(path)
             return None
         try:
             meta: Meta | None = _read_entry(path).meta
@@ -770,7 +771,7 @@ class Spool:
         if meta is None:
             meta = self._guess_meta(path)
             if meta is None:
-                _remove_tree(path)
+                remove_folder(path)
                 return None
             write_file(path / META, meta.to_json())
             fsync_dir(path)
@@ -933,11 +934,10 @@ def _read_file(path: Path | str) -> bytes:
     """A file inside an entry, never through a link (`private_fd`)."""
     fd = private_fd(path)
     try:
-        size = os.fstat(fd).st_size
-        # Plain reads, no file object: a drain reads three files per entry.
-        parts = [os.read(fd, size + 1)]
+        # Plain reads, no file object: a drain reads two files per entry.
+        parts = [os.read(fd, 1 << 16)]
         while parts[-1]:
-            parts.append(os.read(fd, max(size, 1 << 16)))
+            parts.append(os.read(fd, 1 << 20))
         return b"".join(parts)
     finally:
         os.close(fd)
@@ -959,18 +959,3 @@ def _listdir(folder: Path) -> list[Path]:
         return [folder / name for name in os.listdir(folder)]
     except FileNotFoundError:
         return []
-
-
-def _remove_tree(path: Path) -> None:
-    """Delete an entry folder; another process cleaning it too is fine.
-    A link is removed, never what it points at."""
-    try:
-        if path.is_symlink() or not path.is_dir():
-            path.unlink()
-            return
-        for name in os.listdir(path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path / name)
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
